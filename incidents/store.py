@@ -1,0 +1,429 @@
+"""The StateStore: the one writer of incident state.
+
+`StateStore` is the design's interface; `DjangoStateStore` implements it on the Django ORM for
+SQLite and PostgreSQL. Every public method is one transaction. Domain errors name the incident and
+the statuses involved; a database IntegrityError never leaves this module.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connections, router, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from incidents.choices import OPEN_STATUSES, TERMINAL_STATUSES, Status, can_transition
+from incidents.models import (
+    DENORMALIZED_FIELDS,
+    AgentExecution,
+    FaultEvent,
+    Incident,
+    TriageReport,
+)
+from incidents.rendering import render_markdown
+
+
+class StoreError(Exception):
+    """Base class of the store's domain errors."""
+
+
+class IncidentNotFound(StoreError, LookupError):
+    def __init__(self, incident_id: object) -> None:
+        self.incident_id = incident_id
+        super().__init__(f"incident {incident_id} does not exist")
+
+
+class InvalidTransition(StoreError, ValueError):
+    """The lifecycle forbids moving the incident from `current` to `requested`."""
+
+    def __init__(self, incident_id: object, current: str, requested: str, why: str = "") -> None:
+        self.incident_id = incident_id
+        self.current = current
+        self.requested = requested
+        reason = why or "the lifecycle does not allow it"
+        super().__init__(
+            f"incident {incident_id} cannot move from {current} to {requested}: {reason}"
+        )
+
+
+class InvalidRecord(StoreError, ValueError):
+    """A record the database would refuse; the message names the record and the fields."""
+
+    def __init__(self, record: str, errors: dict[str, list[str]]) -> None:
+        self.record = record
+        self.errors = errors
+        detail = "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in errors.items())
+        super().__init__(f"{record} is invalid: {detail}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class IncidentFilters:
+    """What `list_incidents` narrows by; an empty field does not filter."""
+
+    status: Sequence[str] = field(default_factory=tuple)
+    cluster: str | None = None
+    namespace: str | None = None
+    resource_kind: str | None = None
+    fault_type: str | None = None
+    severity: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    limit: int | None = None
+    offset: int = 0
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """The design's eight operations on incident state."""
+
+    def create_incident(
+        self, event: FaultEvent, incident_id: uuid.UUID | str | None = None
+    ) -> Incident: ...
+
+    def update_incident_status(
+        self, incident_id: uuid.UUID | str, status: str, started_at: datetime | None = None
+    ) -> Incident: ...
+
+    def complete_incident(
+        self,
+        incident_id: uuid.UUID | str,
+        exit_code: int | None,
+        failure_reason: str = "",
+        status: str | None = None,
+    ) -> Incident: ...
+
+    def record_agent_execution(self, execution: AgentExecution) -> AgentExecution: ...
+
+    def record_triage_report(self, report: TriageReport) -> TriageReport: ...
+
+    def get_incident(self, incident_id: uuid.UUID | str) -> Incident | None: ...
+
+    def list_incidents(self, filters: IncidentFilters | None = None) -> list[Incident]: ...
+
+    def close(self) -> None: ...
+
+
+def copy_fault_fields(event: FaultEvent, incident: Incident) -> None:
+    """Copy the design's denormalized fields from a fault event onto an incident."""
+    for name in DENORMALIZED_FIELDS:
+        setattr(incident, name, getattr(event, name))
+
+
+def _validate(instance, *, record: str, exclude: Iterable[str] = ()) -> None:
+    """Field validation (choices, blanks, lengths) as an InvalidRecord naming record and fields.
+
+    The database's constraints are not re-run here (Django would issue a query per constraint);
+    the field rules mirror them, and the database has the last word.
+    """
+    try:
+        instance.full_clean(
+            exclude=list(exclude), validate_unique=False, validate_constraints=False
+        )
+    except ValidationError as error:
+        raise InvalidRecord(record, error.message_dict) from None
+
+
+def _parse_id(incident_id: uuid.UUID | str) -> uuid.UUID | None:
+    if isinstance(incident_id, uuid.UUID):
+        return incident_id
+    try:
+        return uuid.UUID(str(incident_id))
+    except ValueError:
+        return None
+
+
+class DjangoStateStore:
+    """StateStore on the Django ORM (SQLite or PostgreSQL, per `using`)."""
+
+    def __init__(self, using: str | None = None) -> None:
+        self.using = using or router.db_for_write(Incident)
+
+    # -- internals ------------------------------------------------------------------------
+    def _incidents(self) -> QuerySet[Incident]:
+        return Incident.objects.using(self.using)
+
+    def _locked_incident(self, incident_id: uuid.UUID | str) -> Incident:
+        """The incident row, locked until the caller's transaction ends."""
+        parsed = _parse_id(incident_id)
+        incident = (
+            self._incidents().select_for_update().filter(pk=parsed).first() if parsed else None
+        )
+        if incident is None:
+            raise IncidentNotFound(incident_id)
+        return incident
+
+    # -- the design's operations ------------------------------------------------------------
+    def create_incident(
+        self, event: FaultEvent, incident_id: uuid.UUID | str | None = None
+    ) -> Incident:
+        """Store the fault event if its fault_id is new, and a pending incident for it.
+
+        One transaction: either both rows are written or neither. An existing fault event row is
+        kept as it is; the incident copies the fields of `event` (this occurrence).
+
+        Raises InvalidRecord for an event the schema refuses, InvalidTransition when the fault
+        already has an open incident (the database's incidents_one_open_per_fault guarantees it
+        even when two processes race).
+        """
+        _validate(event, record=f"fault event {event.fault_id!r}")
+        incident = Incident(fault_id=event.fault_id, status=Status.PENDING)
+        if incident_id is not None:
+            incident.incident_id = _parse_id(incident_id) or incident_id
+        copy_fault_fields(event, incident)
+        _validate(incident, record=f"incident {incident.incident_id}", exclude=["fault"])
+        try:
+            with transaction.atomic(using=self.using):
+                FaultEvent.objects.using(self.using).bulk_create([event], ignore_conflicts=True)
+                incident.save(using=self.using, force_insert=True)
+        except IntegrityError as error:
+            open_incident = (
+                self._incidents().filter(fault_id=event.fault_id, status__in=OPEN_STATUSES).first()
+            )
+            if open_incident is not None:
+                raise InvalidTransition(
+                    incident.incident_id,
+                    "(new)",
+                    Status.PENDING,
+                    f"fault {event.fault_id} already has open incident "
+                    f"{open_incident.incident_id} ({open_incident.status})",
+                ) from None
+            raise InvalidRecord(
+                f"incident {incident.incident_id}", {"__all__": [str(error)]}
+            ) from None
+        event._state.adding = False
+        return incident
+
+    def update_incident_status(
+        self, incident_id: uuid.UUID | str, status: str, started_at: datetime | None = None
+    ) -> Incident:
+        """Move an incident to `status` if the lifecycle allows it; same status is a no-op.
+
+        Locks the row (select_for_update) between reading the current status and writing the new
+        one, so two workers cannot both claim it and a requeue cannot overwrite a completion.
+        Moving to investigating sets started_at (given, or now); to a terminal status sets
+        completed_at; a requeue to pending clears the attempt's started_at, completed_at and
+        exit_code (the executions keep the history).
+
+        Raises IncidentNotFound, InvalidTransition.
+        """
+        with transaction.atomic(using=self.using):
+            incident = self._locked_incident(incident_id)
+            if status not in Status.values:
+                raise InvalidTransition(incident_id, incident.status, status, "unknown status")
+            if incident.status == status:
+                return incident
+            if not can_transition(incident.status, status):
+                raise InvalidTransition(incident_id, incident.status, status)
+            if status == Status.INVESTIGATING:
+                incident.started_at = started_at or timezone.now()
+            elif status in TERMINAL_STATUSES:
+                incident.completed_at = timezone.now()
+            elif status == Status.PENDING:
+                incident.started_at = None
+                incident.completed_at = None
+                incident.exit_code = None
+            incident.status = status
+            self._save_status(incident)
+        return incident
+
+    def complete_incident(
+        self,
+        incident_id: uuid.UUID | str,
+        exit_code: int | None,
+        failure_reason: str = "",
+        status: str | None = None,
+    ) -> Incident:
+        """Finish an incident: completed_at = now, the exit code, the failure reason, the status.
+
+        `status` defaults to resolved for exit code 0 and failed otherwise; a given status must be
+        terminal. Locks the row like update_incident_status. Raises IncidentNotFound,
+        InvalidTransition (also for an incident that is already finished).
+        """
+        target = status or (Status.RESOLVED if exit_code == 0 else Status.FAILED)
+        with transaction.atomic(using=self.using):
+            incident = self._locked_incident(incident_id)
+            if target not in TERMINAL_STATUSES:
+                raise InvalidTransition(
+                    incident_id, incident.status, target, "completion needs a terminal status"
+                )
+            if not can_transition(incident.status, target):
+                raise InvalidTransition(incident_id, incident.status, target)
+            incident.status = target
+            incident.completed_at = timezone.now()
+            incident.exit_code = exit_code
+            incident.failure_reason = failure_reason or None
+            self._save_status(incident)
+        return incident
+
+    def _save_status(self, incident: Incident) -> None:
+        try:
+            incident.save(
+                using=self.using,
+                update_fields=[
+                    "status",
+                    "started_at",
+                    "completed_at",
+                    "exit_code",
+                    "failure_reason",
+                ],
+            )
+        except IntegrityError:
+            # Only the one-open-incident rule can refuse a valid transition (a requeue while the
+            # fault has another open incident). Roll back, then report it.
+            raise InvalidTransition(
+                incident.incident_id,
+                "(stored)",
+                incident.status,
+                f"fault {incident.fault_id} already has an open incident",
+            ) from None
+
+    def record_agent_execution(self, execution: AgentExecution) -> AgentExecution:
+        """Insert or update (by execution_id) one agent execution. Idempotent.
+
+        Raises IncidentNotFound for an unknown incident, InvalidRecord for invalid fields.
+        """
+        record = f"agent execution {execution.execution_id}"
+        _validate(execution, record=record, exclude=["incident"])
+        with transaction.atomic(using=self.using):
+            if not self._incidents().filter(pk=execution.incident_id).exists():
+                raise IncidentNotFound(execution.incident_id)
+            values = {
+                name: getattr(execution, name)
+                for name in (
+                    "incident_id",
+                    "started_at",
+                    "completed_at",
+                    "exit_code",
+                    "error_message",
+                    "log_paths",
+                )
+            }
+            try:
+                with transaction.atomic(using=self.using):
+                    stored, _ = AgentExecution.objects.using(self.using).update_or_create(
+                        execution_id=execution.execution_id, defaults=values
+                    )
+            except IntegrityError as error:
+                raise InvalidRecord(record, {"__all__": [str(error)]}) from None
+        return stored
+
+    def record_triage_report(self, report: TriageReport) -> TriageReport:
+        """Store a report (insert, or update by report_id), rendering report_html if missing.
+
+        The report's execution must belong to the report's incident. Raises IncidentNotFound,
+        InvalidRecord.
+        """
+        record = f"triage report {report.report_id}"
+        if not report.report_html:
+            report.report_html = render_markdown(report.report_markdown)
+        _validate(report, record=record, exclude=["incident", "execution"])
+        with transaction.atomic(using=self.using):
+            if not self._incidents().filter(pk=report.incident_id).exists():
+                raise IncidentNotFound(report.incident_id)
+            execution_incident = (
+                AgentExecution.objects.using(self.using)
+                .filter(pk=report.execution_id)
+                .values_list("incident_id", flat=True)
+                .first()
+            )
+            if execution_incident != report.incident_id:
+                raise InvalidRecord(
+                    record,
+                    {
+                        "execution": [
+                            f"execution {report.execution_id} is not an execution of incident "
+                            f"{report.incident_id}"
+                        ]
+                    },
+                )
+            report.save(using=self.using)
+        return report
+
+    def get_incident(self, incident_id: uuid.UUID | str) -> Incident | None:
+        """The incident, or None for an unknown or malformed id."""
+        parsed = _parse_id(incident_id)
+        if parsed is None:
+            return None
+        return self._incidents().filter(pk=parsed).first()
+
+    def list_incidents(self, filters: IncidentFilters | None = None) -> list[Incident]:
+        """Incidents matching `filters`, newest first."""
+        filters = filters or IncidentFilters()
+        queryset = self._incidents().order_by("-created_at", "-incident_id")
+        if filters.status:
+            queryset = queryset.filter(status__in=list(filters.status))
+        exact = {
+            "cluster": filters.cluster,
+            "resource_namespace": filters.namespace,
+            "resource_kind": filters.resource_kind,
+            "fault_type": filters.fault_type,
+            "severity": filters.severity,
+        }
+        queryset = queryset.filter(**{name: value for name, value in exact.items() if value})
+        if filters.created_after:
+            queryset = queryset.filter(created_at__gte=filters.created_after)
+        if filters.created_before:
+            queryset = queryset.filter(created_at__lt=filters.created_before)
+        end = filters.offset + filters.limit if filters.limit is not None else None
+        return list(queryset[filters.offset : end])
+
+    def close(self) -> None:
+        connections[self.using].close()
+
+    # -- operations beyond the design's eight, used by the worker and the admin -----------------
+    def claim_next_incident(self, started_at: datetime | None = None) -> Incident | None:
+        """Take the oldest pending incident (FIFO on created_at) and move it to investigating.
+
+        One transaction. On PostgreSQL the row is locked with SKIP LOCKED, so concurrent workers
+        on any number of machines each take a different incident and never wait on each other.
+        SQLite has no row locks; its IMMEDIATE transactions serialize writers instead.
+        Returns None when nothing is pending.
+        """
+        with transaction.atomic(using=self.using):
+            incident = (
+                self._incidents()
+                .select_for_update(skip_locked=True)
+                .filter(status=Status.PENDING)
+                .order_by("created_at", "incident_id")
+                .first()
+            )
+            if incident is None:
+                return None
+            return self.update_incident_status(
+                incident.incident_id, Status.INVESTIGATING, started_at=started_at
+            )
+
+    def correct_fault_event(self, fault_id: str, /, **changes: object) -> tuple[FaultEvent, int]:
+        """Correct a fault event's fields and copy them onto all its incidents, atomically.
+
+        Only the denormalized fields (and received_at) may change; the fault id never does.
+        Locks the fault event row so two corrections apply one after the other. Returns the event
+        and the number of incidents updated. Raises InvalidRecord, LookupError.
+        """
+        allowed = set(DENORMALIZED_FIELDS) | {"received_at"}
+        unknown = sorted(set(changes) - allowed)
+        if unknown:
+            raise InvalidRecord(
+                f"fault event {fault_id!r}",
+                {name: ["cannot be corrected"] for name in unknown},
+            )
+        with transaction.atomic(using=self.using):
+            event = (
+                FaultEvent.objects.using(self.using).select_for_update().filter(pk=fault_id).first()
+            )
+            if event is None:
+                raise LookupError(f"fault event {fault_id!r} does not exist")
+            for name, value in changes.items():
+                setattr(event, name, value)
+            _validate(event, record=f"fault event {fault_id!r}")
+            event.save(using=self.using)
+            # Only what was corrected: the other copies may rightly differ per occurrence.
+            copied = {name: getattr(event, name) for name in changes if name in DENORMALIZED_FIELDS}
+            updated = self._incidents().filter(fault_id=fault_id).update(**copied) if copied else 0
+        return event, updated
