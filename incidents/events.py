@@ -1,0 +1,397 @@
+"""One raw fault record -> one validated, unsaved FaultEvent. No database access.
+
+Accepted shapes (CONTRACT.md, "Fault event input"):
+
+- the bare `kubernetes/resource-faults` payload, camelCase as upstream sends it or with the
+  snake_case column names;
+- the `kubernetes/faults` payload: an `event` object (`reason`, `message`, `timestamp`,
+  `involvedObject`) plus `logs`, without a `faultId`; its fault id is derived deterministically
+  from the cluster, the reason and the involved object, so a re-sent event maps to the same fault;
+- either of them inside an MCP `notifications/message` envelope (`params.data` an object or a
+  JSON string), or as the bare `params` object (`level`, `logger`, `data`).
+
+Guarantees: `parse_record` returns a FaultEvent whose fields satisfy the model's field rules and
+the database's CHECK constraints (so a batch can be written without `full_clean`), or raises
+`RejectedRecord` whose `reason` names the field, or `IgnoredRecord` for a notification that
+carries no fault. Nothing upstream sent is dropped: `context` keeps upstream's context, the
+`logs` array and every key that has no column, as JSON text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+
+from incidents.choices import Severity
+from incidents.models import FaultEvent
+
+FAULT_LOGGERS = frozenset({"kubernetes/resource-faults", "kubernetes/faults"})
+NOTIFICATION_METHOD = "notifications/message"
+# Upstream's kubernetes/faults events have no severity of their own and no envelope level when
+# read from a file: a Warning event is a medium fault.
+DEFAULT_FAULTS_SEVERITY = Severity.MEDIUM
+MAX_FIELD_LENGTH = 255  # every CharField the payload fills is max_length=255
+
+# RFC 3339 section 5.6 date-time: full date, "T" (or space, as the RFC allows), time, offset.
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+
+# Payload fields with a column: (upstream camelCase key, snake_case column name).
+_TOP_LEVEL = {
+    "fault_id": ("faultId", "fault_id"),
+    "subscription_id": ("subscriptionId", "subscription_id"),
+    "cluster": ("cluster", "cluster"),
+    "fault_type": ("faultType", "fault_type"),
+    "severity": ("severity", "severity"),
+    "timestamp": ("timestamp", "timestamp"),
+}
+# resource.<key> (either spelling) and the flat column that may carry it instead.
+_RESOURCE = {
+    "resource_api_version": ("apiVersion", "api_version", "resource_api_version"),
+    "resource_kind": ("kind", "kind", "resource_kind"),
+    "resource_name": ("name", "name", "resource_name"),
+    "resource_namespace": ("namespace", "namespace", "resource_namespace"),
+    "resource_uid": ("uid", "uid", "resource_uid"),
+}
+# Keys of the payload consumed into columns; everything else goes into `context`.
+_CONSUMED = frozenset(
+    {key for pair in _TOP_LEVEL.values() for key in pair}
+    | {names[2] for names in _RESOURCE.values()}
+    | {"resource", "context"}
+)
+_CONSUMED_FROM_EVENT = frozenset({"reason", "message", "timestamp", "involvedObject"})
+
+
+class RejectedRecord(Exception):
+    """The record is invalid; `reason` says which field and why (e.g. `missing faultId`)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class IgnoredRecord(Exception):
+    """A well-formed notification that carries no fault (another logger or method)."""
+
+    def __init__(self, logger: str, data: Any) -> None:
+        self.logger = logger
+        self.data = data
+        super().__init__(f"notification from logger {logger!r} is not a fault")
+
+
+def parse_record(raw: Mapping | str | bytes, *, level_hint: str | None = None) -> FaultEvent:
+    """Validate one record and build the unsaved FaultEvent it describes.
+
+    `raw` is a decoded JSON object, or its text (str or UTF-8 bytes). `level_hint` is an MCP log
+    level used for a `kubernetes/faults` payload that arrives without an envelope carrying one.
+    `received_at` is now. Raises RejectedRecord or IgnoredRecord; never touches the database.
+    """
+    record = _decode(raw)
+    level = level_hint
+    if _is_envelope(record):
+        level, payload = _unwrap(record, level_hint)
+    else:
+        payload = record
+    if "event" in payload and not ("faultId" in payload or "fault_id" in payload):
+        return _from_faults_payload(payload, level)
+    return _from_resource_faults_payload(payload)
+
+
+# -- decoding and envelopes -----------------------------------------------------------------
+def _max_bytes() -> int:
+    return settings.TRIAGE_MAX_RECORD_BYTES
+
+
+def _too_large(size: int) -> RejectedRecord:
+    return RejectedRecord(f"record is {size} bytes, over the limit of {_max_bytes()} bytes")
+
+
+def _decode(raw: Mapping | str | bytes) -> dict:
+    limit = _max_bytes()
+    if isinstance(raw, bytes | bytearray):
+        if len(raw) > limit:
+            raise _too_large(len(raw))
+        try:
+            value = json.loads(raw)
+        except UnicodeDecodeError as error:
+            raise RejectedRecord(f"record is not UTF-8 text ({error.reason})") from None
+        except json.JSONDecodeError as error:
+            raise RejectedRecord(_json_error("record", error)) from None
+    elif isinstance(raw, str):
+        # A str holds at most 4 UTF-8 bytes per character: count exactly only near the limit.
+        if len(raw) > limit or (
+            len(raw) * 4 > limit and len(raw.encode("utf-8", "replace")) > limit
+        ):
+            raise _too_large(len(raw.encode("utf-8", "replace")))
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as error:
+            raise RejectedRecord(_json_error("record", error)) from None
+    elif isinstance(raw, Mapping):
+        size = len(json.dumps(raw, ensure_ascii=False, default=str).encode("utf-8", "replace"))
+        if size > limit:
+            raise _too_large(size)
+        value = raw
+    else:
+        raise RejectedRecord(f"record is a {type(raw).__name__}, not JSON text or an object")
+    if not isinstance(value, dict):
+        raise RejectedRecord(f"record is {_json_type(value)}, not a JSON object")
+    return value
+
+
+def _json_error(what: str, error: json.JSONDecodeError) -> str:
+    return f"{what} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "a JSON array"
+    if isinstance(value, str):
+        return "a JSON string"
+    if isinstance(value, bool):
+        return "a JSON boolean"
+    if isinstance(value, int | float):
+        return "a JSON number"
+    if value is None:
+        return "JSON null"
+    return "a JSON object"
+
+
+def _is_envelope(record: dict) -> bool:
+    if "jsonrpc" in record or "method" in record:
+        return True
+    # MCP's LoggingMessageNotificationParams on its own: {"level", "logger", "data"}.
+    return "logger" in record and "data" in record
+
+
+def _unwrap(record: dict, level_hint: str | None) -> tuple[str | None, dict]:
+    """The envelope's level and its fault payload; IgnoredRecord for what is no fault."""
+    if "jsonrpc" in record or "method" in record:
+        method = record.get("method")
+        params = record.get("params")
+        if method != NOTIFICATION_METHOD:
+            raise IgnoredRecord(f"(method {method})", params)
+        if not isinstance(params, dict):
+            raise RejectedRecord("params is missing or not an object")
+    else:
+        params = record
+    logger = params.get("logger")
+    data = params.get("data")
+    if logger not in FAULT_LOGGERS:
+        raise IgnoredRecord(str(logger), data)
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError as error:
+            raise RejectedRecord(_json_error("params.data", error)) from None
+    if data is None:
+        raise RejectedRecord("missing params.data")
+    if not isinstance(data, dict):
+        raise RejectedRecord(f"params.data is {_json_type(data)}, not a JSON object")
+    level = params.get("level", level_hint)
+    if level is not None and not isinstance(level, str):
+        raise RejectedRecord(f"params.level is {_json_type(level)}, not a string")
+    return level, data
+
+
+# -- field rules ----------------------------------------------------------------------------
+def _text(value: Any, name: str, *, required: bool) -> str:
+    """A string column value: a string, no NUL (PostgreSQL refuses it), at most 255 chars."""
+    if value is None:
+        if required:
+            raise RejectedRecord(f"missing {name}")
+        return ""
+    if not isinstance(value, str):
+        raise RejectedRecord(f"{name} is {_json_type(value)}, not a string")
+    if required and not value.strip():
+        raise RejectedRecord(f"{name} is empty")
+    if len(value) > MAX_FIELD_LENGTH:
+        raise RejectedRecord(f"{name} is longer than {MAX_FIELD_LENGTH} characters")
+    if "\x00" in value:
+        raise RejectedRecord(f"{name} contains a NUL character")
+    return value
+
+
+def severity_choices() -> list[str]:
+    """Every severity a record may carry: ours, then the mapped upstream levels."""
+    mapped = [level for level in settings.TRIAGE_SEVERITY_MAP if level not in Severity.values]
+    return [*Severity.values, *mapped]
+
+
+def normalize_severity(value: Any, name: str = "severity") -> str:
+    """Our severity for `value` (case-insensitive; upstream levels go through the setting)."""
+    if value is None:
+        raise RejectedRecord(f"missing {name}")
+    if isinstance(value, str):
+        key = value.strip().lower()
+        if key in Severity.values:
+            return key
+        mapped = settings.TRIAGE_SEVERITY_MAP.get(key)
+        if mapped in Severity.values:
+            return mapped
+        shown = repr(value)
+    else:
+        shown = json.dumps(value)
+    raise RejectedRecord(f"{name} {shown} is not one of {', '.join(severity_choices())}")
+
+
+def parse_timestamp(value: Any, name: str = "timestamp") -> datetime:
+    """An aware datetime (UTC) from an RFC 3339 date-time string."""
+    if value is None:
+        raise RejectedRecord(f"missing {name}")
+    if not isinstance(value, str):
+        raise RejectedRecord(f"{name} {json.dumps(value)} is not RFC 3339")
+    if _RFC3339.fullmatch(value):
+        try:
+            parsed = datetime.fromisoformat(value.upper().replace(" ", "T"))
+        except ValueError:
+            pass  # the shape is right but a value is out of range (month 13, 25:00…)
+        else:
+            return parsed.astimezone(UTC)
+    raise RejectedRecord(f"{name} {value!r} is not RFC 3339")
+
+
+def _first(mapping: dict, keys: tuple[str, ...]) -> tuple[str, Any]:
+    """(key, value) of the first of `keys` present; (keys[0], None) when none is."""
+    for key in keys:
+        if key in mapping:
+            return key, mapping[key]
+    return keys[0], None
+
+
+def _context_json(context: dict) -> str:
+    # ensure_ascii: a lone surrogate from "\ud800" in the input stays an escape, never invalid
+    # UTF-8 for the database; the JSON means the same either way.
+    return json.dumps(context, separators=(",", ":")) if context else ""
+
+
+# -- the two payload shapes -----------------------------------------------------------------
+def _from_resource_faults_payload(payload: dict) -> FaultEvent:
+    values: dict[str, Any] = {}
+    for column, keys in _TOP_LEVEL.items():
+        name, value = _first(payload, keys)
+        if column == "severity":
+            values[column] = normalize_severity(value, name)
+        elif column == "timestamp":
+            values[column] = parse_timestamp(value, name)
+        else:
+            values[column] = _text(value, name, required=column != "subscription_id")
+
+    resource = payload.get("resource")
+    extra_resource: dict[str, Any] = {}
+    if resource is None:
+        resource = {}
+    elif not isinstance(resource, dict):
+        raise RejectedRecord(f"resource is {_json_type(resource)}, not a JSON object")
+    known_resource_keys = set()
+    for column, (camel, snake, flat) in _RESOURCE.items():
+        if camel in resource or snake in resource:
+            key, value = _first(resource, (camel, snake))
+            known_resource_keys.update((camel, snake))
+            values[column] = _text(value, f"resource.{key}", required=False)
+        else:
+            values[column] = _text(payload.get(flat), flat, required=False)
+    extra_resource = {k: v for k, v in resource.items() if k not in known_resource_keys}
+
+    context: dict[str, Any] = {}
+    if payload.get("context") is not None:
+        context["context"] = payload["context"]
+    for key, value in payload.items():
+        if key not in _CONSUMED:
+            context[key] = value
+    if extra_resource:
+        context["resource"] = extra_resource
+    return FaultEvent(context=_context_json(context), **values)
+
+
+def fault_id_for(
+    cluster: str, reason: str, *, uid: str = "", namespace: str = "", kind: str = "", name: str = ""
+) -> str:
+    """The deterministic fault id of a kubernetes/faults event (16 hex digits, like upstream's).
+
+    Keyed on the object's uid when upstream sent one, else on namespace/kind/name, so the same
+    reason on the same object in the same cluster is always the same fault.
+    """
+    subject = f"uid:{uid}" if uid else f"obj:{namespace}/{kind}/{name}"
+    digest = hashlib.sha256("\x1f".join((cluster, reason, subject)).encode("utf-8"))
+    return digest.hexdigest()[:16]
+
+
+def _from_faults_payload(payload: dict, level: str | None) -> FaultEvent:
+    event = payload["event"]
+    if not isinstance(event, dict):
+        raise RejectedRecord(f"event is {_json_type(event)}, not a JSON object")
+    cluster = _text(payload.get("cluster"), "cluster", required=True)
+    reason = _text(event.get("reason"), "event.reason", required=True)
+    involved = event.get("involvedObject")
+    if involved is None:
+        raise RejectedRecord("missing event.involvedObject")
+    if not isinstance(involved, dict):
+        raise RejectedRecord(f"event.involvedObject is {_json_type(involved)}, not a JSON object")
+    resource = {
+        column: _text(involved.get(camel), f"event.involvedObject.{camel}", required=False)
+        for column, (camel, _snake, _flat) in _RESOURCE.items()
+    }
+    if not resource["resource_namespace"]:
+        resource["resource_namespace"] = _text(
+            event.get("namespace"), "event.namespace", required=False
+        )
+    if not (resource["resource_uid"] or resource["resource_name"]):
+        raise RejectedRecord("event.involvedObject has neither uid nor name")
+
+    # Upstream leaves `timestamp` empty when the event had no time; fall back as kubectl does.
+    ts_key, ts_value = "event.timestamp", event.get("timestamp")
+    if not ts_value:
+        for key in ("lastTimestamp", "firstTimestamp"):
+            if event.get(key):
+                ts_key, ts_value = f"event.{key}", event[key]
+                break
+    timestamp = parse_timestamp(ts_value or None, ts_key)
+
+    if payload.get("severity") is not None:
+        severity = normalize_severity(payload["severity"])
+    elif level is not None:
+        severity = normalize_severity(level, "level")
+    else:
+        severity = DEFAULT_FAULTS_SEVERITY
+
+    context: dict[str, Any] = {}
+    if event.get("message") is not None:
+        context["context"] = event["message"]
+    rest_of_event = {k: v for k, v in event.items() if k not in _CONSUMED_FROM_EVENT}
+    if rest_of_event:
+        context["event"] = rest_of_event
+    extra_involved = {k: v for k, v in involved.items() if k not in _INVOLVED_KEYS}
+    if extra_involved:
+        context["involvedObject"] = extra_involved
+    for key, value in payload.items():
+        if key not in ("event", "cluster", "subscriptionId", "subscription_id", "severity"):
+            context[key] = value
+    _key, subscription = _first(payload, ("subscriptionId", "subscription_id"))
+    return FaultEvent(
+        fault_id=fault_id_for(
+            cluster,
+            reason,
+            uid=resource["resource_uid"],
+            namespace=resource["resource_namespace"],
+            kind=resource["resource_kind"],
+            name=resource["resource_name"],
+        ),
+        subscription_id=_text(subscription, _key, required=False),
+        cluster=cluster,
+        fault_type=reason,
+        severity=severity,
+        timestamp=timestamp,
+        context=_context_json(context),
+        **resource,
+    )
+
+
+_INVOLVED_KEYS = frozenset(camel for camel, _snake, _flat in _RESOURCE.values())

@@ -1,0 +1,556 @@
+"""Batches of fault records -> outcomes (created, duplicate, coalesced, rejected, ignored).
+
+`IngestionService` is the one batch writer of fault events and their incidents; the
+`ingest_events` command and the live `subscribe_mcp` subscriber both feed it. Per record:
+
+- `created`: a new pending incident (and the fault event row, if the fault is new);
+- `duplicate`: an incident with the same fault_id and timestamp exists (a replay): nothing written;
+- `coalesced`: the fault already has an open (pending or investigating) incident: nothing written;
+- `rejected`: invalid (see `incidents.events`), or refused by the database;
+- `ignored`: a notification that is no fault.
+
+Guarantees:
+
+- One transaction per batch, and a fixed number of statements per batch whatever its size: one
+  query finds the batch's replays and open incidents, then bulk inserts (COPY into a staging
+  table and two INSERT … SELECT on PostgreSQL, executemany on SQLite).
+- Incidents are inserted with `ON CONFLICT (fault_id) WHERE status IN ('pending',
+  'investigating') DO NOTHING`, backed by the partial unique index
+  `incidents_one_open_per_fault`: two ingesters running at once on the same input still make one
+  incident per event; the loser counts the record as duplicate or coalesced. Fault event rows use
+  `ON CONFLICT (fault_id) DO NOTHING`: an existing row is kept as it is, like the store does.
+- A batch that fails on a database error is retried record by record, so one bad row is rejected
+  and its neighbours are kept. A connection failure is not a bad row: it propagates.
+- Counts change only when a batch has committed.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import IO
+
+from django.conf import settings
+from django.db import DatabaseError, DataError, IntegrityError, connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Q
+from django.utils import timezone
+
+from incidents.choices import OPEN_STATUSES, Status
+from incidents.events import IgnoredRecord, RejectedRecord, parse_record
+from incidents.models import DENORMALIZED_FIELDS, FaultEvent, Incident
+
+logger = logging.getLogger("incidents.ingest")
+
+
+class Outcome(StrEnum):
+    CREATED = "created"
+    DUPLICATE = "duplicate"
+    COALESCED = "coalesced"
+    REJECTED = "rejected"
+    IGNORED = "ignored"
+
+
+@dataclass
+class IngestCounts:
+    """How many records were received and how each ended."""
+
+    received: int = 0
+    created: int = 0
+    duplicate: int = 0
+    coalesced: int = 0
+    rejected: int = 0
+    ignored: int = 0
+
+    def add(self, outcome: Outcome, n: int = 1) -> None:
+        setattr(self, outcome.value, getattr(self, outcome.value) + n)
+
+    def summary(self) -> str:
+        """The contract's summary line."""
+        return (
+            f"received {self.received}: created {self.created}, duplicate {self.duplicate}, "
+            f"coalesced {self.coalesced}, rejected {self.rejected}, ignored {self.ignored}"
+        )
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A rejected record: where it came from, why, and the record unchanged, as text."""
+
+    source: str
+    line: int | None
+    reason: str
+    raw: str
+
+
+def raw_text(raw: Mapping | str | bytes) -> str:
+    """The record as text, unchanged. Bytes that are not UTF-8 survive as surrogate escapes, so
+    writing the text back with errors="surrogateescape" gives the original bytes."""
+    if isinstance(raw, bytes | bytearray):
+        return bytes(raw).decode("utf-8", "surrogateescape")
+    if isinstance(raw, str):
+        return raw
+    return json.dumps(raw, ensure_ascii=False, default=str)
+
+
+@dataclass(slots=True)
+class _Pending:
+    event: FaultEvent
+    raw: Mapping | str | bytes
+    source: str
+    line: int | None
+    incident_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+class IngestionService:
+    """Parse records, buffer them, and write each full batch in one transaction.
+
+    Not thread-safe: one service per thread (each thread has its own database connection).
+    Call `flush()` when the input ends; `add` flushes by itself whenever `batch_size` records
+    are buffered. With `dry_run`, records are validated and classified against the database and
+    the records before them, but nothing is written.
+    """
+
+    def __init__(
+        self,
+        *,
+        batch_size: int = 1000,
+        dry_run: bool = False,
+        on_reject: Callable[[Rejection], None] | None = None,
+        using: str | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        self.batch_size = batch_size
+        self.dry_run = dry_run
+        self.on_reject = on_reject
+        self.using = using or router.db_for_write(Incident)
+        self.counts = IngestCounts()
+        self._buffer: list[_Pending] = []
+        # Dry runs write nothing, so what earlier batches "created" is remembered here instead.
+        self._dry_open: set[str] = set()
+        self._dry_seen: set[tuple[str, datetime]] = set()
+
+    # -- input ------------------------------------------------------------------------------
+    def add(
+        self, raw: Mapping | str | bytes, *, source: str = "-", line: int | None = None
+    ) -> None:
+        """Take one record: count it, parse it, and buffer it (or reject or ignore it now)."""
+        self.counts.received += 1
+        try:
+            event = parse_record(raw)
+        except RejectedRecord as error:
+            self._reject(raw, source, line, error.reason)
+            return
+        except IgnoredRecord as error:
+            self.counts.ignored += 1
+            logger.warning(
+                "%s:%s: ignored a notification from logger %s: %s",
+                source,
+                line if line is not None else "-",
+                error.logger,
+                json.dumps(error.data, ensure_ascii=False, default=str),
+            )
+            return
+        self._buffer.append(_Pending(event, raw, source, line))
+        if len(self._buffer) >= self.batch_size:
+            self.flush()
+
+    def reject(
+        self, raw: Mapping | str | bytes, reason: str, *, source: str = "-", line: int | None = None
+    ) -> None:
+        """Count a record the caller could not even read as a record (broken framing)."""
+        self.counts.received += 1
+        self._reject(raw, source, line, reason)
+
+    def pending(self) -> int:
+        """Records buffered and not yet written."""
+        return len(self._buffer)
+
+    # -- output -----------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Write the buffered batch now, in one transaction; on a database error, retry the
+        batch record by record and reject only the records the database refuses."""
+        batch, self._buffer = self._buffer, []
+        if not batch:
+            return
+        try:
+            outcomes = self._write(batch)
+        except DatabaseError as error:
+            if _is_connection_failure(error, connections[self.using]):
+                self._buffer = batch + self._buffer  # nothing was written: keep them
+                raise
+            logger.info("batch of %d failed (%s); retrying record by record", len(batch), error)
+            self._write_one_by_one(batch)
+            return
+        for outcome in outcomes:
+            self.counts.add(outcome)
+
+    def _write_one_by_one(self, batch: list[_Pending]) -> None:
+        for pending in batch:
+            try:
+                (outcome,) = self._write([pending])
+            except (IntegrityError, DataError) as error:
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else "error"
+                self._reject(pending.raw, pending.source, pending.line, f"database: {reason}")
+            else:
+                self.counts.add(outcome)
+
+    def _reject(self, raw: Mapping | str | bytes, source: str, line: int | None, reason: str):
+        self.counts.rejected += 1
+        if self.on_reject is not None:
+            self.on_reject(Rejection(source=source, line=line, reason=reason, raw=raw_text(raw)))
+
+    # -- the batch transaction --------------------------------------------------------------
+    def _write(self, batch: list[_Pending]) -> list[Outcome]:
+        """Classify and write one batch in one transaction; the outcome of each record."""
+        connection = connections[self.using]
+        with transaction.atomic(using=self.using):
+            replays, open_faults = _known(connection, batch)
+            if self.dry_run:
+                replays |= self._dry_seen
+                open_faults |= self._dry_open
+            outcomes: list[Outcome] = []
+            to_create: list[_Pending] = []
+            for pending in batch:
+                key = (pending.event.fault_id, pending.event.timestamp)
+                if key in replays:
+                    outcomes.append(Outcome.DUPLICATE)
+                elif key[0] in open_faults:
+                    outcomes.append(Outcome.COALESCED)
+                else:
+                    outcomes.append(Outcome.CREATED)
+                    to_create.append(pending)
+                    replays.add(key)
+                    open_faults.add(key[0])
+            if self.dry_run:
+                self._dry_seen.update((p.event.fault_id, p.event.timestamp) for p in to_create)
+                self._dry_open.update(p.event.fault_id for p in to_create)
+                return outcomes
+            if to_create:
+                writer = _copy_insert if connection.vendor == "postgresql" else _executemany_insert
+                lost = writer(connection, to_create)
+                if lost:
+                    outcomes = _reclassify_lost(connection, batch, outcomes, lost)
+        return outcomes
+
+
+def _is_connection_failure(error: Exception, connection: BaseDatabaseWrapper) -> bool:
+    """A lost or unusable connection (nothing to retry per record), unlike a refused row."""
+    if isinstance(error, IntegrityError | DataError):
+        return False
+    return connection.connection is None or not connection.is_usable()
+
+
+# -- queries --------------------------------------------------------------------------------
+def _known(connection, batch: list[_Pending]) -> tuple[set[tuple[str, datetime]], set[str]]:
+    """One query: the batch's (fault_id, timestamp) pairs that already have an incident, and
+    which of its faults have an open incident."""
+    fault_ids = {p.event.fault_id for p in batch}
+    timestamps = {p.event.timestamp for p in batch}
+    rows = (
+        Incident.objects.using(connection.alias)
+        .filter(fault_id__in=fault_ids)
+        .filter(_open_or_at(timestamps))
+        .values_list("fault_id", "timestamp", "status")
+    )
+    replays: set[tuple[str, datetime]] = set()
+    open_faults: set[str] = set()
+    for fault_id, timestamp, status in rows:
+        if timestamp in timestamps:
+            replays.add((fault_id, timestamp))
+        if status in OPEN_STATUSES:
+            open_faults.add(fault_id)
+    return replays, open_faults
+
+
+def _open_or_at(timestamps: set[datetime]) -> Q:
+    return Q(status__in=list(OPEN_STATUSES)) | Q(timestamp__in=timestamps)
+
+
+def _reclassify_lost(
+    connection, batch: list[_Pending], outcomes: list[Outcome], lost: set[str]
+) -> list[Outcome]:
+    """A concurrent ingester opened an incident for these faults first: ours became a duplicate
+    (same timestamp as that open incident) or coalesced into it."""
+    open_at = dict(
+        Incident.objects.using(connection.alias)
+        .filter(fault_id__in=lost, status__in=list(OPEN_STATUSES))
+        .values_list("fault_id", "timestamp")
+    )
+    result = list(outcomes)
+    for index, (pending, outcome) in enumerate(zip(batch, outcomes, strict=True)):
+        fault_id = pending.event.fault_id
+        if outcome is Outcome.CREATED and fault_id in lost:
+            same = open_at.get(fault_id) == pending.event.timestamp
+            result[index] = Outcome.DUPLICATE if same else Outcome.COALESCED
+    return result
+
+
+# -- writers: each inserts the fault rows (kept if present) and the pending incidents, and
+# returns the fault ids whose incident was not inserted because one is already open ----------
+_FAULT_COLUMNS = tuple(f.column for f in FaultEvent._meta.concrete_fields)
+_INCIDENT_COLUMNS = ("incident_id", "fault_id", "status", "created_at", *DENORMALIZED_FIELDS)
+# Word for word the predicate of incidents_one_open_per_fault: SQLite matches it textually.
+_OPEN_PREDICATE = f"\"status\" IN ('{Status.PENDING}', '{Status.INVESTIGATING}')"
+
+
+def _q(names) -> str:
+    return ", ".join(f'"{name}"' for name in names)
+
+
+def _fault_row(event: FaultEvent) -> tuple:
+    return tuple(getattr(event, name) for name in _FAULT_COLUMNS)
+
+
+_STAGE_COLUMNS = ("incident_id", "created_at", *_FAULT_COLUMNS)
+_STAGE_DDL = f"""
+CREATE TEMPORARY TABLE IF NOT EXISTS ingest_stage (
+    incident_id uuid NOT NULL,
+    created_at timestamptz NOT NULL,
+    {
+    ", ".join(
+        f'"{c}" timestamptz' if c in ("received_at", "timestamp") else f'"{c}" text'
+        for c in _FAULT_COLUMNS
+    )
+}
+)
+"""
+
+# The SQL below is built from the models' column names, never from input (hence the noqa).
+_FAULTS_FROM_STAGE = (
+    f"INSERT INTO fault_events ({_q(_FAULT_COLUMNS)}) "  # noqa: S608
+    f"SELECT {_q(_FAULT_COLUMNS)} FROM ingest_stage ORDER BY fault_id "
+    "ON CONFLICT (fault_id) DO NOTHING"
+)
+_INCIDENTS_FROM_STAGE = (
+    f"INSERT INTO incidents ({_q(_INCIDENT_COLUMNS)}) "  # noqa: S608
+    f"SELECT incident_id, fault_id, %s, created_at, {_q(DENORMALIZED_FIELDS)} "
+    "FROM ingest_stage ORDER BY fault_id "
+    f"ON CONFLICT (fault_id) WHERE {_OPEN_PREDICATE} DO NOTHING RETURNING fault_id"
+)
+_INSERT_FAULTS = (
+    f"INSERT INTO fault_events ({_q(_FAULT_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join(['%s'] * len(_FAULT_COLUMNS))}) ON CONFLICT (fault_id) DO NOTHING"
+)
+_INSERT_INCIDENTS = (
+    f"INSERT INTO incidents ({_q(_INCIDENT_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join(['%s'] * len(_INCIDENT_COLUMNS))}) "
+    f"ON CONFLICT (fault_id) WHERE {_OPEN_PREDICATE} DO NOTHING"
+)
+
+
+def _copy_insert(connection, to_create: list[_Pending]) -> set[str]:
+    """PostgreSQL: COPY the batch into a session-private staging table, then two INSERT …
+    SELECT … ON CONFLICT DO NOTHING. Rows are inserted in fault_id order so that two ingesters
+    take the unique-index locks in the same order and cannot deadlock each other."""
+    created_at = timezone.now()
+    with connection.cursor() as wrapper:
+        cursor = wrapper.cursor  # psycopg's own cursor: Django's wrapper has no copy()
+        cursor.execute(_STAGE_DDL)
+        cursor.execute("TRUNCATE ingest_stage")
+        with cursor.copy(f"COPY ingest_stage ({_q(_STAGE_COLUMNS)}) FROM STDIN") as copy:
+            for pending in to_create:
+                copy.write_row((pending.incident_id, created_at, *_fault_row(pending.event)))
+        cursor.execute(_FAULTS_FROM_STAGE)
+        cursor.execute(_INCIDENTS_FROM_STAGE, [Status.PENDING.value])
+        inserted = {row[0] for row in cursor.fetchall()}
+    return {p.event.fault_id for p in to_create} - inserted
+
+
+def _executemany_insert(connection, to_create: list[_Pending]) -> set[str]:
+    """Any other backend (SQLite): two executemany, values adapted by the model fields."""
+    fault_fields = FaultEvent._meta.concrete_fields
+    incident_fields = [Incident._meta.get_field(name) for name in _INCIDENT_COLUMNS]
+    created_at = timezone.now()
+    to_create = sorted(to_create, key=lambda p: p.event.fault_id)
+    fault_rows = [
+        [f.get_db_prep_save(getattr(p.event, f.attname), connection) for f in fault_fields]
+        for p in to_create
+    ]
+    incident_rows = []
+    for p in to_create:
+        values = {
+            "incident_id": p.incident_id,
+            "fault_id": p.event.fault_id,
+            "status": Status.PENDING.value,
+            "created_at": created_at,
+        }
+        values.update((name, getattr(p.event, name)) for name in DENORMALIZED_FIELDS)
+        incident_rows.append(
+            [
+                f.get_db_prep_save(values[f.name if f.name != "fault" else "fault_id"], connection)
+                for f in incident_fields
+            ]  # fmt: skip
+        )
+    with connection.cursor() as cursor:
+        cursor.executemany(_INSERT_FAULTS, fault_rows)
+        cursor.executemany(_INSERT_INCIDENTS, incident_rows)
+        if cursor.rowcount == len(incident_rows):
+            return set()
+    # Some incident was not inserted (possible only without SQLite's IMMEDIATE transactions).
+    stored = set(
+        Incident.objects.using(connection.alias)
+        .filter(incident_id__in=[p.incident_id for p in to_create])
+        .values_list("fault_id", flat=True)
+    )
+    return {p.event.fault_id for p in to_create} - stored
+
+
+# -- reading records from a byte stream -------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One record's text as read (`raw`), the line it starts on, and, when the stream itself
+    could not be read as records, why (`error`): such a record is rejected as it is."""
+
+    line: int
+    raw: bytes
+    error: str | None = None
+
+
+_CHUNK = 1 << 20
+
+
+def iter_records(stream: IO[bytes]) -> Iterator[RawRecord]:
+    """The records of a byte stream: JSON Lines, a JSON array, or JSON values one after another
+    (one pretty-printed object, say), told apart by the first line. Reads as it goes: memory
+    holds one line (JSON Lines) or about a megabyte plus one record (the other forms).
+
+    JSON Lines: each non-blank line is a record, valid or not. A JSON array or a stream of
+    values: a syntax error ends the stream, reported as one record whose error says where.
+    """
+    line_no = 0
+    first = b""
+    for chunk in iter(stream.readline, b""):
+        line_no += 1
+        if line_no == 1 and chunk.startswith(codecs.BOM_UTF8):
+            chunk = chunk[len(codecs.BOM_UTF8) :]
+        if chunk.strip():
+            first = chunk
+            break
+    if not first:
+        return
+    head = first.lstrip()
+    if head.startswith(b"[") or not _looks_like_a_line_record(first):
+        yield from _iter_values(first, stream, line_no, array=head.startswith(b"["))
+        return
+    yield RawRecord(line_no, first.rstrip(b"\r\n"))
+    for chunk in stream:
+        line_no += 1
+        if chunk.strip():
+            yield RawRecord(line_no, chunk.rstrip(b"\r\n"))
+
+
+def _looks_like_a_line_record(line: bytes) -> bool:
+    """Whether the first line is a record on its own (JSON Lines), broken or not."""
+    stripped = line.strip()
+    if stripped.startswith(b"{") and stripped.endswith(b"}"):
+        return True
+    try:
+        json.loads(stripped)
+    except ValueError:
+        return False
+    return True
+
+
+def _max_scan() -> int:
+    # How far to read looking for the end of one record before giving up on the stream.
+    return max(settings.TRIAGE_MAX_RECORD_BYTES * 8, 64 * 1024 * 1024)
+
+
+def _iter_values(first: bytes, stream: IO[bytes], line_no: int, *, array: bool):
+    decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+    json_decoder = json.JSONDecoder()
+    state = {"buf": decoder.decode(first), "eof": False}
+    pos = 0
+    line = line_no
+
+    def more() -> bool:
+        nonlocal pos
+        if state["eof"]:
+            return False
+        data = stream.read(_CHUNK)
+        text = decoder.decode(data, final=not data)
+        state["buf"] = state["buf"][pos:] + text
+        pos = 0
+        if not data:
+            state["eof"] = True
+        return True
+
+    def skip_ws() -> bool:
+        """Advance past whitespace; False at the end of the stream."""
+        nonlocal pos, line
+        while True:
+            buf = state["buf"]
+            end = len(buf)
+            while pos < end and buf[pos] in " \t\r\n":
+                if buf[pos] == "\n":
+                    line += 1
+                pos += 1
+            if pos < end:
+                return True
+            if not more():
+                return False
+
+    def fail(reason: str) -> RawRecord:
+        buf = state["buf"]
+        newline = buf.find("\n", pos)
+        fragment = buf[pos : newline if newline >= 0 else len(buf)]
+        return RawRecord(line, fragment.encode("utf-8", "surrogateescape"), reason)
+
+    if array:
+        skip_ws()
+        pos += 1  # the "["
+        expect_value = True
+        first_item = True
+    while True:
+        if not skip_ws():
+            if array:
+                yield fail("the JSON array is not closed with ']'")
+            return
+        buf = state["buf"]
+        if array:
+            char = buf[pos]
+            if char == "]" and (first_item or not expect_value):
+                pos += 1
+                if skip_ws():
+                    yield fail("unexpected text after the JSON array")
+                return
+            if not expect_value:
+                if char != ",":
+                    yield fail(f"expected ',' or ']' between array items, found {char!r}")
+                    return
+                pos += 1
+                expect_value = True
+                continue
+        start_line = line
+        while True:
+            try:
+                _value, end = json_decoder.raw_decode(state["buf"], pos)
+            except json.JSONDecodeError as error:
+                if len(state["buf"]) - pos > _max_scan():
+                    yield fail(f"record is over {_max_scan()} bytes; the rest is not read")
+                    return
+                if more():
+                    continue
+                where = line + state["buf"].count("\n", pos, error.pos)
+                yield fail(
+                    f"not valid JSON: {error.msg} at line {where}; "
+                    "the rest of the input is not read"
+                )
+                return
+            break
+        buf = state["buf"]
+        text = buf[pos:end]
+        yield RawRecord(start_line, text.encode("utf-8", "surrogateescape"))
+        line += text.count("\n")
+        pos = end
+        if array:
+            expect_value = False
+            first_item = False

@@ -1,0 +1,162 @@
+"""`manage.py ingest_events [PATH ...]`: load fault events from files or standard input.
+
+A thin wrapper over `incidents.ingest`: reads each input as a stream, reports each rejection on
+stderr as `PATH:LINE: reason`, and ends its output with the contract's summary line. Exit status
+0 when nothing was rejected, 1 when something was, 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import IO
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
+
+from incidents.ingest import IngestionService, Rejection, iter_records
+
+STDIN = "-"
+PROGRESS_INTERVAL = 0.25  # seconds between progress bar redraws
+
+
+class Command(BaseCommand):
+    help = (
+        "Ingest kubernetes-mcp-server fault events (JSON Lines, a JSON array or one object; "
+        "bare payloads or MCP notifications/message envelopes) from files or standard input."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "paths", nargs="*", metavar="PATH", help="Files to read; '-' or none: standard input."
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=1000,
+            help="Records written per transaction (default 1000).",
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Validate and count; write nothing."
+        )
+        parser.add_argument(
+            "--rejects",
+            metavar="FILE",
+            help="Write each rejected record, unchanged, to FILE (one per line).",
+        )
+        parser.add_argument(
+            "--quiet",
+            action="store_true",
+            help="No per-record messages or progress on stderr; only the summary on stdout.",
+        )
+
+    def handle(self, *args, **options) -> None:
+        paths: list[str] = options["paths"] or [STDIN]
+        batch_size: int = options["batch_size"]
+        quiet: bool = options["quiet"]
+        if batch_size < 1:
+            raise CommandError(f"--batch-size must be at least 1, not {batch_size}", returncode=2)
+        for path in paths:
+            if path != STDIN and not Path(path).is_file():
+                reason = "is a directory" if Path(path).is_dir() else "no such file"
+                raise CommandError(f"{path}: {reason}", returncode=2)
+        if paths.count(STDIN) > 1:
+            raise CommandError("standard input ('-') can be read only once", returncode=2)
+
+        with ExitStack() as stack:
+            rejects: IO[str] | None = None
+            if options["rejects"]:
+                try:
+                    rejects = stack.enter_context(
+                        open(  # closed by the ExitStack
+                            options["rejects"],
+                            "w",
+                            encoding="utf-8",
+                            errors="surrogateescape",  # gives back non-UTF-8 bytes unchanged
+                            newline="\n",
+                        )
+                    )
+                except OSError as error:
+                    raise CommandError(
+                        f"--rejects {options['rejects']}: {error.strerror}", returncode=2
+                    ) from None
+            progress = _Progress(self.stderr) if not quiet and self.stderr.isatty() else None
+
+            def on_reject(rejection: Rejection) -> None:
+                if progress:
+                    progress.clear()
+                if not quiet:
+                    line = rejection.line if rejection.line is not None else "-"
+                    self.stderr.write(f"{rejection.source}:{line}: {rejection.reason}")
+                if rejects is not None:
+                    # One per line: a multi-line record (from a JSON array) is joined; outside
+                    # strings a newline is whitespace, and inside one JSON forbids it anyway.
+                    rejects.write(rejection.raw.replace("\r", " ").replace("\n", " ") + "\n")
+
+            service = IngestionService(
+                batch_size=batch_size, dry_run=options["dry_run"], on_reject=on_reject
+            )
+            for path in paths:
+                self._ingest(path, service, progress)
+            service.flush()
+            if progress:
+                progress.clear()
+
+        if options["dry_run"] and not quiet:
+            self.stdout.write("dry run: nothing was written")
+        self.stdout.write(service.counts.summary())
+        if service.counts.rejected:
+            # Not CommandError: its message would follow the summary, which must come last.
+            self.stdout.flush()
+            raise SystemExit(1)
+
+    def _ingest(self, path: str, service: IngestionService, progress: _Progress | None) -> None:
+        with ExitStack() as stack:
+            if path == STDIN:
+                stream: IO[bytes] = sys.stdin.buffer
+            else:
+                try:
+                    stream = stack.enter_context(open(path, "rb"))
+                except OSError as error:
+                    raise CommandError(f"{path}: {error.strerror}", returncode=2) from None
+            for record in iter_records(stream):
+                if record.error is not None:
+                    service.reject(record.raw, record.error, source=path, line=record.line)
+                else:
+                    service.add(record.raw, source=path, line=record.line)
+                if progress:
+                    progress.tick(service)
+
+
+class _Progress:
+    """One self-rewriting line on a terminal: records so far, records/s, outcome counts."""
+
+    def __init__(self, out: OutputWrapper) -> None:
+        self.out = out
+        self.started = time.monotonic()
+        self.last_draw = 0.0
+        self.drawn = False
+
+    def tick(self, service: IngestionService) -> None:
+        now = time.monotonic()
+        if now - self.last_draw < PROGRESS_INTERVAL:
+            return
+        self.last_draw = now
+        counts = service.counts
+        rate = counts.received / max(now - self.started, 1e-9)
+        self.out.write(
+            f"\r\x1b[K{counts.received:,} records  {rate:,.0f}/s  "
+            f"created {counts.created:,}  duplicate {counts.duplicate:,}  "
+            f"coalesced {counts.coalesced:,}  rejected {counts.rejected:,}  "
+            f"ignored {counts.ignored:,}",
+            ending="",
+        )
+        self.out.flush()
+        self.drawn = True
+
+    def clear(self) -> None:
+        if self.drawn:
+            self.out.write("\r\x1b[K", ending="")
+            self.out.flush()
+            self.drawn = False
