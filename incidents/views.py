@@ -1,10 +1,27 @@
 """Thin views over selectors and filters."""
 
+import csv
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
 from django.contrib.auth.decorators import login_not_required
 from django.db import DatabaseError, connection
-from django.http import HttpRequest, JsonResponse
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.utils import timezone
+from django.views import View
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
+from django.views.generic import DetailView, TemplateView
+from django.views.generic.detail import SingleObjectMixin
+
+from incidents import selectors
+from incidents.filters import IncidentFilterSet
+from incidents.forms import ListControlsForm
+from incidents.models import Incident, TriageReport
+from incidents.rendering import render
 
 
 @login_not_required
@@ -19,3 +36,257 @@ def healthz(request: HttpRequest) -> JsonResponse:
     except DatabaseError:
         return JsonResponse({"status": "unavailable", "database": "unreachable"}, status=503)
     return JsonResponse({"status": "ok", "database": "ok"})
+
+
+# --- the dashboard ----------------------------------------------------------------------------
+
+
+def _filter_cache_key(filterset: IncidentFilterSet) -> str:
+    """A stable text for the filter's cleaned values (identical filters, identical key)."""
+    normalized = {
+        name: sorted(value) if isinstance(value, list) else value
+        for name, value in filterset.form.cleaned_data.items()
+        if value not in (None, "", [])
+    }
+    return json.dumps(normalized, sort_keys=True, default=str)
+
+
+def _sort_toggles(sort_key: str) -> dict[str, str | None]:
+    """The `sort` each column header links to: its other direction when it is the current sort.
+    None removes the parameter (the default, newest first)."""
+    return {
+        "created_next": "created" if sort_key == selectors.DEFAULT_SORT else None,
+        "severity_next": "-severity" if sort_key == "severity" else "severity",
+        "status_next": "-status" if sort_key == "status" else "status",
+    }
+
+
+@dataclass(frozen=True)
+class RangePreset:
+    label: str
+    after: str | None  # the created_after date; None: no lower bound
+    active: bool
+
+
+def _range_presets(request: HttpRequest) -> list[RangePreset]:
+    """One-click time ranges (whole UTC days, today included)."""
+    today = timezone.now().astimezone(UTC).date()
+    current = request.GET.get("created_after") if "created_before" not in request.GET else "-"
+    presets = [("All time", None), ("Today", 0), ("7 days", 6), ("30 days", 29), ("90 days", 89)]
+    result = []
+    for label, days_back in presets:
+        after = None if days_back is None else (today - timedelta(days=days_back)).isoformat()
+        result.append(RangePreset(label=label, after=after, active=current == after))
+    return result
+
+
+class IncidentListView(TemplateView):
+    """The dashboard: filters, summary counts and chart over a window, and a keyset-paged list.
+
+    Invalid filters or page links answer 400 with the form's errors and no rows.
+    """
+
+    template_name = "incidents/incident_list.html"
+
+    def get_queryset(self) -> QuerySet[Incident]:
+        return selectors.incident_list_queryset()
+
+    def get(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        filterset = IncidentFilterSet(request.GET, queryset=self.get_queryset())
+        controls = ListControlsForm(request.GET)
+        context = self.get_context_data(filterset=filterset, controls=controls)
+        valid = filterset.is_valid() and controls.is_valid()
+        if valid:
+            sort_key = controls.cleaned_data["sort"]
+            queryset = filterset.qs
+            try:
+                page = selectors.paginate(
+                    queryset,
+                    sort=selectors.SORTS[sort_key],
+                    after=controls.cleaned_data["after"] or None,
+                    before=controls.cleaned_data["before"] or None,
+                    last=controls.cleaned_data["last"],
+                )
+            except selectors.InvalidCursor as error:
+                controls.add_error(None, f"{error}: start again from the newest incidents.")
+                valid = False
+        if valid:
+            window = selectors.summary_window(
+                filterset.form.cleaned_data.get("created_after"),
+                filterset.form.cleaned_data.get("created_before"),
+            )
+            context.update(
+                page=page,
+                sort_key=sort_key,
+                sort_label=selectors.SORTS[sort_key].label.lower(),
+                **_sort_toggles(sort_key),
+                count=selectors.capped_count(queryset),
+                summary=selectors.summarize(
+                    queryset, window, cache_key=_filter_cache_key(filterset)
+                ),
+                refresh=controls.cleaned_data["refresh"],
+                filtered=filterset.active,
+            )
+        context.update(
+            valid=valid,
+            refresh_seconds=REFRESH_SECONDS,
+            presets=_range_presets(request),
+            default_window_days=selectors.DEFAULT_WINDOW_DAYS,
+            max_chart_days=selectors.MAX_CHART_DAYS,
+            summary_cache_seconds=selectors.SUMMARY_CACHE_SECONDS,
+        )
+        return self.render_to_response(context, status=200 if valid else 400)
+
+
+REFRESH_SECONDS = 30
+
+CSV_COLUMNS = (
+    "incident_id",
+    "status",
+    "severity",
+    "cluster",
+    "resource_namespace",
+    "resource_kind",
+    "resource_name",
+    "fault_type",
+    "fault_id",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "seconds_to_start",
+    "duration_seconds",
+    "exit_code",
+    "failure_reason",
+)
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+class _Echo:
+    """A file-like object whose write returns the line, for csv.writer in a streaming response."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_text(value: object) -> str:
+    """A cell: datetimes in ISO 8601, text that a spreadsheet would run as a formula defused."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    text = str(value)
+    if isinstance(value, str) and text.startswith(_FORMULA_PREFIXES):
+        return "'" + text
+    return text
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return ""
+    return f"{(end - start).total_seconds():.0f}"
+
+
+def _csv_lines(rows: Iterable[Incident]) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        yield writer.writerow(
+            [
+                _csv_text(row.incident_id),
+                _csv_text(row.status),
+                _csv_text(row.severity),
+                _csv_text(row.cluster),
+                _csv_text(row.resource_namespace),
+                _csv_text(row.resource_kind),
+                _csv_text(row.resource_name),
+                _csv_text(row.fault_type),
+                _csv_text(row.fault_id),
+                _csv_text(row.created_at),
+                _csv_text(row.started_at),
+                _csv_text(row.completed_at),
+                _seconds(row.created_at, row.started_at),
+                _seconds(row.started_at, row.completed_at),
+                _csv_text(row.exit_code),
+                _csv_text(row.failure_reason),
+            ]
+        )
+
+
+class IncidentExportView(View):
+    """The filtered list as CSV, newest first, every matching row, streamed (flat memory).
+
+    Takes the list's query string; sort and page position are ignored. Invalid filters: 400 with
+    the errors as text.
+    """
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        filterset = IncidentFilterSet(request.GET, queryset=selectors.incident_list_queryset())
+        if not filterset.is_valid():
+            lines = [f"{name}: {' '.join(messages)}" for name, messages in filterset.errors.items()]
+            return HttpResponse(
+                "Invalid filter.\n" + "\n".join(lines) + "\n",
+                status=400,
+                content_type="text/plain; charset=utf-8",
+            )
+        response = StreamingHttpResponse(
+            _csv_lines(selectors.export_rows(filterset.qs)),
+            content_type="text/csv; charset=utf-8",
+        )
+        stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+        response["Content-Disposition"] = f'attachment; filename="incidents-{stamp}.csv"'
+        return response
+
+
+class IncidentDetailView(DetailView):
+    """One incident: every field, lifecycle, fault context and logs, executions, reports (the
+    newest rendered), other occurrences of its fault. Unknown or malformed id: 404."""
+
+    template_name = "incidents/incident_detail.html"
+    context_object_name = "incident"
+    pk_url_kwarg = "incident_id"
+
+    def get_queryset(self) -> QuerySet[Incident]:
+        return selectors.incident_detail_queryset()
+
+    def get_context_data(self, **kwargs) -> dict:
+        context = super().get_context_data(**kwargs)
+        incident: Incident = self.object
+        reports = list(incident.reports.all())
+        context.update(
+            executions=list(incident.executions.all()),
+            reports=reports,
+            latest_report=render(reports[0].report_markdown) if reports else None,
+            recurrences=selectors.recurrences(incident),
+        )
+        return context
+
+
+class ReportDetailView(DetailView):
+    """A report rendered from its markdown (sanitized), with its table of contents."""
+
+    template_name = "incidents/report_detail.html"
+    context_object_name = "report"
+    pk_url_kwarg = "report_id"
+
+    def get_queryset(self) -> QuerySet[TriageReport]:
+        return selectors.report_queryset()
+
+    def get_context_data(self, **kwargs) -> dict:
+        context = super().get_context_data(**kwargs)
+        context["rendered"] = render(self.object.report_markdown)
+        return context
+
+
+class ReportRawView(SingleObjectMixin, View):
+    """The report's markdown as written by the agent, as `text/markdown`."""
+
+    pk_url_kwarg = "report_id"
+
+    def get_queryset(self) -> QuerySet[TriageReport]:
+        return TriageReport.objects.only("report_id", "report_markdown")
+
+    def get(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        report = self.get_object()
+        response = HttpResponse(report.report_markdown, content_type="text/markdown; charset=utf-8")
+        response["Content-Disposition"] = f'inline; filename="report-{report.report_id}.md"'
+        return response

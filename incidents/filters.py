@@ -1,0 +1,240 @@
+"""`IncidentFilterSet`: the dashboard's filters, read from the query string (the contract's names).
+
+- `status`, `severity`, `cluster` repeat for several values (`?status=failed&status=pending`).
+- `namespace`, `resource_kind`, `fault_type` take one value each.
+- `created_after` / `created_before` take an ISO date or datetime (naive means UTC). A date as
+  `created_before` includes that whole day: `created_before=2025-12-20` ends at midnight after it.
+- `q` matches a resource name (case-insensitive substring), a fault id or an incident id (exact).
+
+Invalid values make the form invalid; the view then shows the errors and no rows, never every row.
+Cluster, namespace, kind and fault type choices come from the data (`selectors.filter_choices`,
+cached); a value missing from the cached choices is still accepted, since it may be newer than
+the cache, and simply matches what it matches.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, time, timedelta
+
+import django_filters
+from django import forms
+from django.core.exceptions import ValidationError
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from incidents.choices import Severity, Status
+from incidents.models import Incident
+from incidents.selectors import FilterChoices, filter_choices
+
+MAX_VALUES = 50  # per repeated parameter: more is a mistake or an attack, not a filter
+MAX_TEXT = 255  # the columns' max_length
+
+
+def _plausible(value: str) -> bool:
+    return 0 < len(value) <= MAX_TEXT and "\x00" not in value
+
+
+class OpenMultipleChoiceField(forms.MultipleChoiceField):
+    """A multiple choice whose choices are suggestions: any plausible value is valid."""
+
+    def valid_value(self, value: str) -> bool:
+        return _plausible(str(value))
+
+    def validate(self, value: list[str]) -> None:
+        super().validate(value)
+        if len(value) > MAX_VALUES:
+            raise ValidationError(f"At most {MAX_VALUES} values, not {len(value)}.")
+
+
+class ClosedMultipleChoiceField(forms.MultipleChoiceField):
+    """A multiple choice over a fixed vocabulary, with a bound on repeats."""
+
+    def validate(self, value: list[str]) -> None:
+        super().validate(value)
+        if len(value) > MAX_VALUES:
+            raise ValidationError(f"At most {MAX_VALUES} values, not {len(value)}.")
+
+
+class OpenChoiceField(django_filters.fields.ChoiceField):
+    """A single choice whose choices are suggestions: any plausible value is valid."""
+
+    def valid_value(self, value: str) -> bool:
+        return _plausible(str(value))
+
+
+class TimeBoundField(forms.CharField):
+    """An ISO 8601 date or datetime, cleaned to an aware datetime (naive input is UTC).
+
+    As an upper bound (`upper=True`) a bare date means the end of that day.
+    """
+
+    default_error_messages = {
+        "invalid": "Enter a date (2025-12-20) or a date and time (2025-12-20T15:30:00Z).",
+    }
+
+    def __init__(self, *, upper: bool = False, **kwargs) -> None:
+        self.upper = upper
+        kwargs.setdefault("max_length", 64)
+        super().__init__(**kwargs)
+
+    def to_python(self, value: object) -> datetime | None:  # type: ignore[override]
+        text = super().to_python(value).strip()
+        if not text:
+            return None
+        try:
+            moment = parse_datetime(text)
+            if moment is None:
+                day = parse_date(text)
+                if day is None:
+                    raise ValueError(text)
+                if self.upper:
+                    day += timedelta(days=1)
+                moment = datetime.combine(day, time.min)
+        except (ValueError, OverflowError):
+            raise ValidationError(self.error_messages["invalid"], code="invalid") from None
+        if timezone.is_naive(moment):
+            moment = moment.replace(tzinfo=UTC)
+        return moment
+
+    def run_validators(self, value: object) -> None:
+        # The length and NUL validators check the text, which to_python has already vetted.
+        return
+
+
+class ValuesInFilter(django_filters.MultipleChoiceFilter):
+    """Several values of one column as a single `IN (...)`, without DISTINCT (no joins here)."""
+
+    def filter(self, qs: QuerySet, value: list[str]) -> QuerySet:
+        if not value:
+            return qs
+        return qs.filter(**{f"{self.field_name}__{self.lookup_expr}": list(value)})
+
+
+class OpenValuesInFilter(ValuesInFilter):
+    field_class = OpenMultipleChoiceField
+
+
+class ClosedValuesInFilter(ValuesInFilter):
+    field_class = ClosedMultipleChoiceField
+
+
+class OpenChoiceFilter(django_filters.ChoiceFilter):
+    field_class = OpenChoiceField
+
+
+class TimeBoundFilter(django_filters.Filter):
+    field_class = TimeBoundField
+
+
+class IncidentFilterSet(django_filters.FilterSet):
+    """The dashboard's filters. Every filter's lookup is named; `q` ORs three lookups."""
+
+    status = ClosedValuesInFilter(
+        field_name="status",
+        lookup_expr="in",
+        choices=Status.choices,
+        widget=forms.CheckboxSelectMultiple,
+        label="Status",
+    )
+    severity = ClosedValuesInFilter(
+        field_name="severity",
+        lookup_expr="in",
+        choices=Severity.choices,
+        widget=forms.CheckboxSelectMultiple,
+        label="Severity",
+    )
+    cluster = OpenValuesInFilter(
+        field_name="cluster",
+        lookup_expr="in",
+        choices=[],
+        widget=forms.CheckboxSelectMultiple,
+        label="Cluster",
+    )
+    namespace = OpenChoiceFilter(
+        field_name="resource_namespace",
+        lookup_expr="exact",
+        choices=[],
+        empty_label="Any namespace",
+        label="Namespace",
+    )
+    resource_kind = OpenChoiceFilter(
+        field_name="resource_kind",
+        lookup_expr="exact",
+        choices=[],
+        empty_label="Any kind",
+        label="Kind",
+    )
+    fault_type = OpenChoiceFilter(
+        field_name="fault_type",
+        lookup_expr="exact",
+        choices=[],
+        empty_label="Any fault type",
+        label="Fault type",
+    )
+    created_after = TimeBoundFilter(
+        field_name="created_at",
+        lookup_expr="gte",
+        label="Created from",
+        widget=forms.TextInput(attrs={"placeholder": "YYYY-MM-DD", "inputmode": "numeric"}),
+    )
+    created_before = TimeBoundFilter(
+        field_name="created_at",
+        lookup_expr="lt",
+        upper=True,
+        label="Created until",
+        widget=forms.TextInput(attrs={"placeholder": "YYYY-MM-DD", "inputmode": "numeric"}),
+    )
+    # The lookup is named for the record; `filter_q` ORs it with exact fault and incident ids.
+    q = django_filters.CharFilter(
+        method="filter_q",
+        lookup_expr="icontains",
+        max_length=200,
+        label="Search",
+        widget=forms.TextInput(
+            attrs={"placeholder": "resource name, fault id or incident id", "type": "search"}
+        ),
+    )
+
+    class Meta:
+        model = Incident
+        fields: list[str] = []  # every filter is declared above
+
+    def __init__(self, *args, choices: FilterChoices | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        choices = choices or filter_choices()
+        data = self.data or {}
+        for name, values in (
+            ("cluster", choices.clusters),
+            ("namespace", choices.namespaces),
+            ("resource_kind", choices.kinds),
+            ("fault_type", choices.fault_types),
+        ):
+            offered = list(values)
+            # Keep a chosen value visible (and selected) even when the cache has not seen it yet.
+            chosen = data.getlist(name) if hasattr(data, "getlist") else [data.get(name)]
+            offered += [value for value in chosen if value and _plausible(value)][:MAX_VALUES]
+            self.filters[name].extra["choices"] = [
+                (value, value) for value in dict.fromkeys(offered)
+            ]
+
+    def filter_q(self, queryset: QuerySet[Incident], name: str, value: str) -> QuerySet[Incident]:
+        """Resource name contains `value` (trigram index on PostgreSQL), or the fault id is
+        `value`, or the incident id is `value` when it is a UUID."""
+        text = value.strip()
+        if not text:
+            return queryset
+        condition = Q(resource_name__icontains=text) | Q(fault_id=text)
+        try:
+            condition |= Q(incident_id=uuid.UUID(text))
+        except ValueError:
+            pass
+        return queryset.filter(condition)
+
+    @property
+    def active(self) -> bool:
+        """Whether a valid filter narrows the list."""
+        return self.form.is_valid() and any(
+            self.form.cleaned_data.get(name) not in (None, "", []) for name in self.filters
+        )

@@ -1,0 +1,456 @@
+"""Read-side queries for the dashboard: the list, its summary, filter choices, one incident.
+
+Everything here is written for a table of a million incidents:
+
+- The list is paginated by keyset (the sort key of the last row shown), never `COUNT(*)` and
+  `OFFSET`: every page costs one index range scan, however deep. Its queries use the
+  `(filter_column, created_at)` and `created_at DESC` indexes (see `Incident.Meta.indexes`).
+- The number of matching rows is counted only up to `COUNT_CAP` and shown as "10,000+" beyond.
+- Summary counts and the chart cover one time window (the filter's created range, or the last
+  `DEFAULT_WINDOW_DAYS` days), are computed in one GROUP BY, and are cached for
+  `SUMMARY_CACHE_SECONDS`; the page says which window and when they were computed.
+- Filter choices are DISTINCTs over the much smaller `fault_events` table, cached for
+  `CHOICES_CACHE_SECONDS`.
+
+A list request therefore makes at most: the page (1), the capped count (1), the summary (1 when
+not cached) and the choices (4 when not cached), besides the session and the user.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from django.core.cache import cache
+from django.db.models import Case, Count, IntegerField, Prefetch, Q, QuerySet, Value, When
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from incidents.choices import (
+    SEVERITY_COLOURS,
+    SEVERITY_RANK,
+    STATUS_COLOURS,
+    Severity,
+    Status,
+)
+from incidents.models import AgentExecution, FaultEvent, Incident, TriageReport
+
+PAGE_SIZE = 50
+COUNT_CAP = 10_000
+DEFAULT_WINDOW_DAYS = 14
+MAX_CHART_DAYS = 92
+SUMMARY_CACHE_SECONDS = 30
+CHOICES_CACHE_SECONDS = 300
+RECURRENCE_LIMIT = 20
+
+# The list never loads `context` (fault context and logs: the widest column).
+LIST_FIELDS = (
+    "incident_id",
+    "fault_id",
+    "status",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "exit_code",
+    "cluster",
+    "resource_kind",
+    "resource_name",
+    "resource_namespace",
+    "fault_type",
+    "severity",
+    "failure_reason",
+    "timestamp",
+)
+
+STATUS_RANK = {status: rank for rank, status in enumerate(Status.values)}
+
+
+# --- the list ---------------------------------------------------------------------------------
+
+
+def incident_list_queryset() -> QuerySet[Incident]:
+    """Every incident, only the columns the list shows; filters and order are applied later."""
+    return Incident.objects.only(*LIST_FIELDS)
+
+
+def _rank(field_name: str, ranks: dict[str, int]) -> Case:
+    return Case(
+        *(When(**{field_name: value}, then=Value(rank)) for value, rank in ranks.items()),
+        default=Value(len(ranks)),
+        output_field=IntegerField(),
+    )
+
+
+@dataclass(frozen=True)
+class SortKey:
+    """One column of a sort: a model field or an annotation, and its direction."""
+
+    name: str
+    descending: bool
+
+
+@dataclass(frozen=True)
+class Sort:
+    """A total order over incidents: the last key is always the primary key (a tie-breaker)."""
+
+    label: str
+    keys: tuple[SortKey, ...]
+    annotations: tuple[tuple[str, str, dict[str, int]], ...] = ()  # (alias, field, ranks)
+
+    def apply(self, queryset: QuerySet[Incident], *, reverse: bool = False) -> QuerySet[Incident]:
+        for alias, field_name, ranks in self.annotations:
+            queryset = queryset.annotate(**{alias: _rank(field_name, ranks)})
+        order = [("-" if key.descending != reverse else "") + key.name for key in self.keys]
+        return queryset.order_by(*order)
+
+
+_NEWEST = (SortKey("created_at", True), SortKey("incident_id", True))
+_SEVERITY = (("severity_rank", "severity", SEVERITY_RANK),)
+_STATUS = (("status_rank", "status", STATUS_RANK),)
+
+# `sort` parameter -> order. Created orders are served by the created_at indexes; the severity
+# and status orders sort the filtered rows (cheap once filtered; a full sort without filters).
+SORTS: dict[str, Sort] = {
+    "-created": Sort("Newest first", _NEWEST),
+    "created": Sort("Oldest first", (SortKey("created_at", False), SortKey("incident_id", False))),
+    "severity": Sort("Most severe first", (SortKey("severity_rank", False), *_NEWEST), _SEVERITY),
+    "-severity": Sort("Least severe first", (SortKey("severity_rank", True), *_NEWEST), _SEVERITY),
+    "status": Sort("Status (lifecycle order)", (SortKey("status_rank", False), *_NEWEST), _STATUS),
+    "-status": Sort("Status (reversed)", (SortKey("status_rank", True), *_NEWEST), _STATUS),
+}
+DEFAULT_SORT = "-created"
+
+
+class InvalidCursor(ValueError):
+    """A page link that does not decode for the current sort (edited, truncated, or stale)."""
+
+
+def encode_cursor(sort: Sort, row: Incident) -> str:
+    """An opaque, URL-safe token for the position of `row` in `sort`."""
+    values: list[object] = []
+    for key in sort.keys:
+        value = getattr(row, key.name)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, uuid.UUID):
+            value = value.hex
+        values.append(value)
+    raw = json.dumps(values, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(sort: Sort, token: str) -> list[object]:
+    """The key values in `token`, typed for `sort`'s keys. Raises InvalidCursor."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        values = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError) as error:
+        raise InvalidCursor("the page link is not valid") from error
+    if not isinstance(values, list) or len(values) != len(sort.keys):
+        raise InvalidCursor("the page link does not belong to this sort order")
+    typed: list[object] = []
+    for key, value in zip(sort.keys, values, strict=True):
+        try:
+            if key.name == "created_at":
+                moment = datetime.fromisoformat(value)
+                if timezone.is_naive(moment):
+                    raise ValueError("naive datetime")
+                typed.append(moment)
+            elif key.name == "incident_id":
+                typed.append(uuid.UUID(hex=value))
+            elif isinstance(value, int) and not isinstance(value, bool):
+                typed.append(value)
+            else:
+                raise TypeError(value)
+        except (TypeError, ValueError) as error:
+            raise InvalidCursor("the page link is not valid") from error
+    return typed
+
+
+def _beyond(keys: Sequence[SortKey], values: Sequence[object], *, reverse: bool) -> Q:
+    """Rows strictly after `values` in the order of `keys` (before them when `reverse`).
+
+    The lexicographic comparison (a, b, c) > (x, y, z) written out as OR-ed prefixes. The first
+    key is also bounded on its own (`a >= x`) so the database can turn it into an index range.
+    """
+    condition = Q()
+    equal_prefix = Q()
+    for key, value in zip(keys, values, strict=True):
+        lookup = "lt" if key.descending != reverse else "gt"
+        condition |= equal_prefix & Q(**{f"{key.name}__{lookup}": value})
+        equal_prefix &= Q(**{key.name: value})
+    first = keys[0]
+    first_lookup = "lte" if first.descending != reverse else "gte"
+    return Q(**{f"{first.name}__{first_lookup}": values[0]}) & condition
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of the list and the cursors of its neighbours (None: there is none)."""
+
+    rows: list[Incident]
+    next_cursor: str | None
+    previous_cursor: str | None
+    is_first: bool
+    is_last: bool
+
+
+def paginate(
+    queryset: QuerySet[Incident],
+    *,
+    sort: Sort,
+    after: str | None = None,
+    before: str | None = None,
+    last: bool = False,
+    size: int = PAGE_SIZE,
+) -> Page:
+    """One page by keyset: the `size` rows after `after`, before `before`, the last page, or the
+    first. One query, `size + 1` rows (the extra one tells whether there is a further page).
+
+    Raises InvalidCursor for a token that does not decode for `sort`.
+    """
+    backwards = bool(before) or last
+    ordered = sort.apply(queryset, reverse=backwards)
+    token = before or after
+    if token:
+        values = decode_cursor(sort, token)
+        ordered = ordered.filter(_beyond(sort.keys, values, reverse=backwards))
+    fetched = list(ordered[: size + 1])
+    more = len(fetched) > size
+    rows = fetched[:size]
+    if backwards:
+        rows.reverse()
+        # Walking backwards from `before` leaves at least that row after this page.
+        is_first, is_last = not more, last
+    else:
+        is_first, is_last = not after, not more
+    return Page(
+        rows=rows,
+        next_cursor=encode_cursor(sort, rows[-1]) if rows and not is_last else None,
+        previous_cursor=encode_cursor(sort, rows[0]) if rows and not is_first else None,
+        is_first=is_first,
+        is_last=is_last,
+    )
+
+
+@dataclass(frozen=True)
+class CappedCount:
+    value: int
+    capped: bool  # True: there are more than `value` rows
+
+    def __str__(self) -> str:
+        return f"{self.value:,}+" if self.capped else f"{self.value:,}"
+
+
+def capped_count(queryset: QuerySet[Incident], cap: int = COUNT_CAP) -> CappedCount:
+    """How many rows match, counted up to `cap` (a LIMIT inside the COUNT: bounded work)."""
+    counted = queryset.order_by()[: cap + 1].count()
+    return CappedCount(value=min(counted, cap), capped=counted > cap)
+
+
+# --- the summary: counts and chart over one window ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """The created_at range the summary and chart cover: [start, end)."""
+
+    start: datetime
+    end: datetime
+    is_default: bool  # no created_after given: the last DEFAULT_WINDOW_DAYS days
+    clamped: bool  # the filter's range was longer than MAX_CHART_DAYS and was cut
+
+    @property
+    def days(self) -> list[date]:
+        first, last = self.start.date(), (self.end - timedelta(microseconds=1)).date()
+        return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def summary_window(
+    created_after: datetime | None, created_before: datetime | None, *, now: datetime | None = None
+) -> Window:
+    """The filter's created range, defaulting to the last DEFAULT_WINDOW_DAYS days (whole UTC
+    days, today included) and cut to the last MAX_CHART_DAYS days of the range."""
+    now = now or timezone.now()
+    end = created_before or now
+    today = end.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if created_after is None:
+        start = today - timedelta(days=DEFAULT_WINDOW_DAYS - 1)
+    else:
+        start = created_after
+    earliest = today - timedelta(days=MAX_CHART_DAYS - 1)
+    clamped = start < earliest
+    if clamped:
+        start = earliest
+    start = min(start, end)
+    return Window(start=start, end=end, is_default=created_after is None, clamped=clamped)
+
+
+@dataclass(frozen=True)
+class Tally:
+    """One count in the summary: a value of a column, how to draw it, how many."""
+
+    value: str
+    label: str
+    colour: str
+    count: int
+
+
+@dataclass(frozen=True)
+class DayBar:
+    day: date
+    by_severity: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_severity.values())
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Counts by status, severity and cluster, and incidents per day by severity, in `window`."""
+
+    window: Window
+    total: int
+    by_status: list[Tally]
+    by_severity: list[Tally]
+    by_cluster: list[Tally]
+    days: list[DayBar]
+    computed_at: datetime = field(default_factory=timezone.now)
+
+
+def _tallies(counts: dict[str, int], choices: Iterable[tuple[str, str]], colours) -> list[Tally]:
+    return [
+        Tally(value=value, label=label, colour=colours.get(value, "grey"), count=counts[value])
+        for value, label in choices
+        if counts.get(value)
+    ]
+
+
+def summarize(queryset: QuerySet[Incident], window: Window, *, cache_key: str) -> Summary:
+    """The summary of `queryset` (already filtered) within `window`, cached for
+    SUMMARY_CACHE_SECONDS under `cache_key` (which must identify the filter).
+
+    One GROUP BY (day, severity, status, cluster) over the window's rows: the window bounds the
+    work (about DEFAULT_WINDOW_DAYS / history of the table), not the table's size.
+    """
+    key = (
+        "incidents:summary:"
+        + hashlib.sha256(
+            f"{cache_key}|{window.start.isoformat()}|{window.end.isoformat()}".encode()
+        ).hexdigest()
+    )
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    rows = (
+        queryset.filter(created_at__gte=window.start, created_at__lt=window.end)
+        .annotate(day=TruncDate("created_at", tzinfo=UTC))
+        .values_list("day", "severity", "status", "cluster")
+        .annotate(n=Count("*"))
+        .order_by()
+    )
+    by_status: dict[str, int] = {}
+    by_severity: dict[str, int] = {}
+    by_cluster: dict[str, int] = {}
+    per_day: dict[date, dict[str, int]] = {}
+    total = 0
+    for day, severity, status, cluster, n in rows:
+        total += n
+        by_status[status] = by_status.get(status, 0) + n
+        by_severity[severity] = by_severity.get(severity, 0) + n
+        by_cluster[cluster] = by_cluster.get(cluster, 0) + n
+        bucket = per_day.setdefault(day, {})
+        bucket[severity] = bucket.get(severity, 0) + n
+    clusters = sorted(by_cluster, key=lambda name: (-by_cluster[name], name))
+    summary = Summary(
+        window=window,
+        total=total,
+        by_status=_tallies(by_status, Status.choices, STATUS_COLOURS),
+        by_severity=_tallies(by_severity, Severity.choices, SEVERITY_COLOURS),
+        by_cluster=_tallies(by_cluster, [(name, name) for name in clusters], {}),
+        days=[DayBar(day=day, by_severity=per_day.get(day, {})) for day in window.days],
+    )
+    cache.set(key, summary, SUMMARY_CACHE_SECONDS)
+    return summary
+
+
+# --- filter choices ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FilterChoices:
+    clusters: list[str]
+    namespaces: list[str]
+    kinds: list[str]
+    fault_types: list[str]
+
+
+CHOICES_CACHE_KEY = "incidents:filter-choices"
+
+
+def filter_choices() -> FilterChoices:
+    """The distinct clusters, namespaces, kinds and fault types, from `fault_events`.
+
+    Every incident copies these columns from its fault, so the fault table (one row per fault,
+    not per occurrence) holds the same values in far fewer rows, each column with its own index.
+    Cached for CHOICES_CACHE_SECONDS: a value that appears meanwhile is still accepted by the
+    filters, it is only missing from the drop-downs until then.
+    """
+    cached = cache.get(CHOICES_CACHE_KEY)
+    if cached is not None:
+        return cached
+
+    def distinct(column: str) -> list[str]:
+        values = FaultEvent.objects.order_by(column).values_list(column, flat=True).distinct()
+        return [value for value in values if value]
+
+    choices = FilterChoices(
+        clusters=distinct("cluster"),
+        namespaces=distinct("resource_namespace"),
+        kinds=distinct("resource_kind"),
+        fault_types=distinct("fault_type"),
+    )
+    cache.set(CHOICES_CACHE_KEY, choices, CHOICES_CACHE_SECONDS)
+    return choices
+
+
+# --- CSV export -------------------------------------------------------------------------------
+
+
+def export_rows(queryset: QuerySet[Incident], *, chunk_size: int = 2000) -> Iterator[Incident]:
+    """Every row of `queryset`, newest first, streamed from the database in chunks (a
+    server-side cursor on PostgreSQL): memory stays flat however many rows match."""
+    return SORTS[DEFAULT_SORT].apply(queryset).iterator(chunk_size=chunk_size)
+
+
+# --- one incident, one report -----------------------------------------------------------------
+
+
+def incident_detail_queryset() -> QuerySet[Incident]:
+    """Incidents with their fault, executions (newest first) and reports (newest first)."""
+    return Incident.objects.select_related("fault").prefetch_related(
+        Prefetch("executions", queryset=AgentExecution.objects.order_by("-started_at")),
+        Prefetch("reports", queryset=TriageReport.objects.order_by("-generated_at")),
+    )
+
+
+def recurrences(incident: Incident, limit: int = RECURRENCE_LIMIT) -> list[Incident]:
+    """The other incidents of the same fault, latest occurrence first (index: fault, timestamp)."""
+    return list(
+        Incident.objects.only(*LIST_FIELDS)
+        .filter(fault_id=incident.fault_id)
+        .exclude(pk=incident.pk)
+        .order_by("-timestamp", "-created_at")[:limit]
+    )
+
+
+def report_queryset() -> QuerySet[TriageReport]:
+    """Reports with the incident they belong to (for the page's heading and links)."""
+    return TriageReport.objects.select_related("incident")

@@ -1,0 +1,299 @@
+"""Template helpers for the dashboard: badges, durations, the lifecycle, fault context, the chart.
+
+Nothing here marks text safe: templates autoescape what these return (the chart's numbers are
+computed here; labels are escaped by the template).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from django import template
+from django.utils import timezone
+
+from incidents.choices import SEVERITY_COLOURS, STATUS_COLOURS, Severity, Status
+from incidents.models import Incident
+from incidents.selectors import Summary
+
+register = template.Library()
+
+
+# --- badges -----------------------------------------------------------------------------------
+
+
+@register.inclusion_tag("incidents/partials/_badge.html")
+def status_badge(value: str) -> dict:
+    """A status badge: its colour from STATUS_COLOURS and its label (colour is never alone)."""
+    label = Status(value).label if value in Status.values else value
+    return {"kind": "status", "value": value, "label": label, "colour": STATUS_COLOURS.get(value)}
+
+
+@register.inclusion_tag("incidents/partials/_badge.html")
+def severity_badge(value: str) -> dict:
+    """A severity badge: its colour from SEVERITY_COLOURS and its label."""
+    label = Severity(value).label if value in Severity.values else value
+    return {
+        "kind": "severity",
+        "value": value,
+        "label": label,
+        "colour": SEVERITY_COLOURS.get(value),
+    }
+
+
+# --- durations --------------------------------------------------------------------------------
+
+
+@register.filter
+def human_duration(value: timedelta | None) -> str:
+    """`45s`, `12m 05s`, `3h 04m`, `2d 3h`; empty for None."""
+    if value is None:
+        return ""
+    seconds = int(value.total_seconds())
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        text = f"{days}d {hours}h"
+    elif hours:
+        text = f"{hours}h {minutes:02d}m"
+    elif minutes:
+        text = f"{minutes}m {secs:02d}s"
+    else:
+        text = f"{secs}s"
+    return sign + text
+
+
+@register.simple_tag
+def elapsed(start: datetime | None, end: datetime | None) -> str:
+    """The time from `start` to `end` as human_duration; empty when either is missing."""
+    if start is None or end is None:
+        return ""
+    return human_duration(end - start)
+
+
+# --- the lifecycle ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    label: str
+    at: datetime | None
+    note: str  # the wait before this step, or how long it has been pending
+    state: str  # "done", "current" or "future", for the timeline's marker
+
+
+@register.simple_tag
+def lifecycle(incident: Incident, now: datetime | None = None) -> list[Step]:
+    """created → started → completed, with the wait before the start and the run's duration."""
+    now = now or timezone.now()
+    created, started, completed = incident.created_at, incident.started_at, incident.completed_at
+    steps = [Step("Created", created, "fault received, incident queued", "done")]
+    if started:
+        steps.append(Step("Started", started, f"after waiting {elapsed(created, started)}", "done"))
+    elif completed is None:
+        steps.append(
+            Step("Started", None, f"waiting for {elapsed(created, now)} so far", "current")
+        )
+    if completed:
+        since = started or created
+        verb = "ran" if started else "closed after"
+        label = Status(incident.status).label if incident.status in Status.values else "Completed"
+        steps.append(
+            Step(f"Completed ({label})", completed, f"{verb} {elapsed(since, completed)}", "done")
+        )
+    elif started:
+        steps.append(
+            Step("Completed", None, f"running for {elapsed(started, now)} so far", "current")
+        )
+    else:
+        steps.append(Step("Completed", None, "", "future"))
+    return steps
+
+
+# --- fault context and container logs ---------------------------------------------------------
+
+# CSI (colours, cursor moves), OSC (titles, hyperlinks) and two-byte escapes.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+# Other control characters, except tab and newline (a carriage return ends a line too).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@register.filter
+def strip_ansi(text: str) -> str:
+    """`text` without terminal escapes and control characters (autoescaping then makes it inert)."""
+    text = str(text).replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROL.sub("", _ANSI.sub("", text))
+
+
+@dataclass(frozen=True)
+class LogSample:
+    container: str
+    previous: bool
+    has_panic: bool
+    sample: str
+
+
+@dataclass(frozen=True)
+class FaultContext:
+    """The incident's context JSON, taken apart for display."""
+
+    message: str  # upstream's context sentence, if it sent one
+    logs: list[LogSample]
+    details: str  # everything else, pretty-printed JSON ("" when nothing else)
+    valid_json: bool
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+@register.filter
+def fault_context(text: str) -> FaultContext:
+    """Parse a context: a JSON object with an optional `context` sentence and `logs` array of
+    {container, previous, hasPanic, sample}; anything else is kept as details. Text that is not
+    JSON is shown as it is."""
+    try:
+        data = json.loads(text) if text else {}
+    except (ValueError, RecursionError):
+        return FaultContext(message="", logs=[], details=strip_ansi(text), valid_json=False)
+    if not isinstance(data, dict):
+        if isinstance(data, str):
+            return FaultContext(message=strip_ansi(data), logs=[], details="", valid_json=True)
+        data = {"context": data}
+    rest = dict(data)
+    message = rest.pop("context", "")
+    if not isinstance(message, str):
+        rest["context"], message = message, ""
+    logs: list[LogSample] = []
+    raw_logs = rest.pop("logs", [])
+    if isinstance(raw_logs, list):
+        for entry in raw_logs:
+            if not isinstance(entry, dict):
+                continue
+            logs.append(
+                LogSample(
+                    container=strip_ansi(_text(entry.get("container") or "(unnamed container)")),
+                    previous=entry.get("previous") is True,
+                    has_panic=entry.get("hasPanic") is True,
+                    sample=strip_ansi(_text(entry.get("sample", ""))),
+                )
+            )
+    elif raw_logs:
+        rest["logs"] = raw_logs
+    details = json.dumps(rest, indent=2, sort_keys=True, ensure_ascii=False) if rest else ""
+    return FaultContext(
+        message=strip_ansi(message), logs=logs, details=strip_ansi(details), valid_json=True
+    )
+
+
+# --- the chart --------------------------------------------------------------------------------
+
+CHART_WIDTH = 720
+CHART_HEIGHT = 200
+_LEFT, _RIGHT, _TOP, _BOTTOM = 40, 8, 10, 26
+# Stacked from the bottom, most severe first: the bars' bases are what the eye compares.
+_STACK = [Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW]
+
+
+@dataclass(frozen=True)
+class Segment:
+    x: float
+    y: float
+    width: float
+    height: float
+    colour: str
+    title: str
+
+
+@dataclass(frozen=True)
+class AxisLabel:
+    x: float
+    y: float
+    text: str
+
+
+def _nice_ceiling(value: int) -> int:
+    """The smallest of 1, 2, 5 × 10^n at or above `value` (at least 1)."""
+    step = 1
+    while True:
+        for factor in (1, 2, 5):
+            if step * factor >= value:
+                return step * factor
+        step *= 10
+
+
+def _day_label(day: date, with_month: bool) -> str:
+    return day.strftime("%b %-d") if with_month else day.strftime("%-d")
+
+
+@register.inclusion_tag("incidents/partials/_chart.html")
+def incident_chart(summary: Summary) -> dict:
+    """Incidents per day by severity as a stacked bar chart, drawn as inline SVG."""
+    days = summary.days
+    plot_width = CHART_WIDTH - _LEFT - _RIGHT
+    plot_height = CHART_HEIGHT - _TOP - _BOTTOM
+    top = _nice_ceiling(max((bar.total for bar in days), default=0))
+    slot = plot_width / max(len(days), 1)
+    bar_width = max(slot * 0.72, 1.0)
+    segments: list[Segment] = []
+    labels: list[AxisLabel] = []
+    every = max(1, -(-len(days) // 10))  # at most about ten date labels
+    for index, bar in enumerate(days):
+        x = _LEFT + index * slot + (slot - bar_width) / 2
+        base = _TOP + plot_height
+        for severity in _STACK:
+            count = bar.by_severity.get(severity, 0)
+            if not count:
+                continue
+            height = plot_height * count / top
+            base -= height
+            segments.append(
+                Segment(
+                    x=round(x, 2),
+                    y=round(base, 2),
+                    width=round(bar_width, 2),
+                    height=round(height, 2),
+                    colour=SEVERITY_COLOURS[severity],
+                    title=f"{bar.day:%a %b %-d}: {count} {severity.label.lower()}",
+                )
+            )
+        if index % every == 0:
+            labels.append(
+                AxisLabel(
+                    x=round(_LEFT + index * slot + slot / 2, 2),
+                    y=CHART_HEIGHT - 8,
+                    text=_day_label(bar.day, index == 0 or bar.day.day <= every),
+                )
+            )
+    grid = [
+        AxisLabel(x=_LEFT - 6, y=round(_TOP + plot_height * (1 - fraction), 2), text=f"{value:g}")
+        for fraction, value in ((0, 0), (0.5, top / 2), (1, top))
+    ]
+    busiest = max(days, key=lambda bar: bar.total, default=None)
+    description = (
+        f"{summary.total} incidents from {days[0].day:%b %-d} to {days[-1].day:%b %-d}"
+        + (
+            f"; busiest day {busiest.day:%b %-d} with {busiest.total}."
+            if busiest and busiest.total
+            else "."
+        )
+        if days
+        else "No days in range."
+    )
+    return {
+        "width": CHART_WIDTH,
+        "height": CHART_HEIGHT,
+        "left": _LEFT,
+        "right": CHART_WIDTH - _RIGHT,
+        "segments": segments,
+        "labels": labels,
+        "grid": grid,
+        "description": description,
+        "legend": [(severity.label, SEVERITY_COLOURS[severity]) for severity in _STACK],
+        "summary": summary,
+    }
