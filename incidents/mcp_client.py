@@ -1,0 +1,190 @@
+"""The MCP transport, in one place: connect, subscribe to fault notifications, unsubscribe.
+
+This is the only module that imports the `mcp` SDK (pinned in requirements.txt). The SDK marks
+the logging capability deprecated (SEP-2577) while kubernetes-mcp-server delivers its faults
+through it, so an upstream change should touch this file and nothing else.
+
+What kubernetes-mcp-server expects from a client, and what `subscribe()` does, in order:
+
+1. streamable HTTP to a URL such as `http://host:8080/mcp`, then `initialize`;
+2. `logging/setLevel` `info` — without it the server drops every notification. The SDK's own
+   server (`MCPServer`) answers "Method not found"; that one error is tolerated;
+3. the tool `events_subscribe` with the mode and filters; the answer carries a `subscriptionId`
+   (upstream returns it as JSON inside markdown text, so the text is searched for it);
+4. `notifications/message` from then on, handed to `on_message` as `LogMessage`s.
+
+A subscription dies with its session: callers reconnect by entering `subscribe()` again.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+from mcp import ClientSession, MCPDeprecationWarning, MCPError, types
+from mcp.client.streamable_http import streamable_http_client
+
+FAULT_LOGGERS = frozenset({"kubernetes/resource-faults", "kubernetes/faults"})
+SUBSCRIPTION_ERROR_LOGGER = "kubernetes/subscription_error"
+MODES = ("resource-faults", "faults")
+
+# Seconds to wait for the server to answer one request (initialize, subscribe, ping).
+REQUEST_TIMEOUT = 30.0
+
+_SUBSCRIPTION_ID = re.compile(r'"subscriptionId"\s*:\s*"([^"]+)"')
+
+
+class SubscriptionRefused(Exception):
+    """The server answered `events_subscribe` with an error, or without a subscription id."""
+
+
+@dataclass(frozen=True)
+class SubscriptionFilters:
+    """What to subscribe to: the mode and kubernetes-mcp-server's optional filters."""
+
+    mode: str = "resource-faults"
+    cluster: str | None = None
+    namespace: str | None = None
+    label_selector: str | None = None
+
+    def arguments(self) -> dict[str, Any]:
+        """The `events_subscribe` arguments; filters left unset are not sent."""
+        arguments: dict[str, Any] = {"mode": self.mode}
+        if self.cluster:
+            arguments["cluster"] = self.cluster
+        if self.namespace:
+            # The issue names the filter `namespace`; upstream's tool schema reads a list,
+            # `namespaces`. Both are sent so either server version filters the same way.
+            arguments["namespace"] = self.namespace
+            arguments["namespaces"] = [self.namespace]
+        if self.label_selector:
+            arguments["labelSelector"] = self.label_selector
+        return arguments
+
+
+@dataclass(frozen=True)
+class LogMessage:
+    """One `notifications/message` as it arrived: level, logger and data untouched."""
+
+    level: str
+    logger: str | None
+    data: Any
+
+    def envelope(self) -> dict[str, Any]:
+        """The full JSON-RPC notification, the same record shape `ingest_events` reads."""
+        params: dict[str, Any] = {"level": self.level, "data": self.data}
+        if self.logger is not None:
+            params["logger"] = self.logger
+        return {"jsonrpc": "2.0", "method": "notifications/message", "params": params}
+
+
+class Subscription:
+    """A live subscription on an open session; only valid inside `subscribe()`."""
+
+    def __init__(self, session: ClientSession, subscription_id: str, *, timeout: float):
+        self._session = session
+        self._timeout = timeout
+        self.subscription_id = subscription_id
+
+    async def ping(self) -> None:
+        """Round-trip a `ping`; raises when the server is gone or the session has expired."""
+        await self._session.send_request(
+            types.PingRequest(params=types.RequestParams()),
+            types.EmptyResult,
+            request_read_timeout_seconds=self._timeout,
+        )
+
+    async def unsubscribe(self) -> None:
+        """Call `events_unsubscribe`; raises `SubscriptionRefused` when the server says no."""
+        result = await self._session.call_tool(
+            "events_unsubscribe",
+            {"subscriptionId": self.subscription_id},
+            read_timeout_seconds=self._timeout,
+        )
+        if result.is_error:
+            raise SubscriptionRefused(f"events_unsubscribe failed: {_text_of(result)}")
+
+
+def parse_header(value: str) -> tuple[str, str]:
+    """`'Name: value'` -> `('Name', 'value')`; a ValueError names what is wrong."""
+    name, colon, header_value = value.partition(":")
+    name = name.strip()
+    if not colon or not name or any(c.isspace() for c in name):
+        raise ValueError(f"header {value!r} is not in the form 'Name: value'")
+    return name, header_value.strip()
+
+
+def subscription_id_from(result: types.CallToolResult) -> str:
+    """The `subscriptionId` in an `events_subscribe` result, structured or inside its text."""
+    structured = result.structured_content or {}
+    if isinstance(structured.get("subscriptionId"), str):
+        return structured["subscriptionId"]
+    text = _text_of(result)
+    match = _SUBSCRIPTION_ID.search(text)
+    if match is None:
+        raise SubscriptionRefused(f"events_subscribe returned no subscriptionId: {text[:200]!r}")
+    return json.loads(f'"{match.group(1)}"')
+
+
+def _text_of(result: types.CallToolResult) -> str:
+    return "\n".join(block.text for block in result.content if isinstance(block, types.TextContent))
+
+
+async def _set_log_level(session: ClientSession, level: types.LoggingLevel) -> None:
+    """`logging/setLevel`, tolerating a server that does not implement it (the SDK's own)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            await session.set_logging_level(level)
+    except MCPError as error:
+        if error.code != types.METHOD_NOT_FOUND:
+            raise
+
+
+@asynccontextmanager
+async def subscribe(
+    url: str,
+    filters: SubscriptionFilters,
+    *,
+    on_message: Callable[[LogMessage], None],
+    headers: dict[str, str] | None = None,
+    timeout: float = REQUEST_TIMEOUT,
+) -> AsyncIterator[Subscription]:
+    """Connect, initialize, set the level, subscribe; yield the live subscription.
+
+    `on_message` is called on the event loop for every `notifications/message`, in arrival
+    order; it must not block. Any failure to connect or a transport that breaks later surfaces
+    as an exception (often an `ExceptionGroup` from the SDK's task groups) out of this context.
+    Leaving the context closes the session (the server then drops the subscription) but does
+    not call `events_unsubscribe`: do that explicitly for a clean goodbye.
+    """
+
+    async def logging_callback(params: types.LoggingMessageNotificationParams) -> None:
+        on_message(LogMessage(level=params.level, logger=params.logger, data=params.data))
+
+    # No read timeout on the HTTP client: the notification stream may stay quiet for hours,
+    # and the SDK stops reopening it after two failures. Requests get `timeout` from the
+    # session instead, and the caller's pings find a dead server.
+    http_timeout = httpx2.Timeout(timeout, read=None)
+    async with (
+        httpx2.AsyncClient(headers=headers or {}, timeout=http_timeout) as http_client,
+        streamable_http_client(url, http_client=http_client) as (read_stream, write_stream),
+        ClientSession(
+            read_stream,
+            write_stream,
+            logging_callback=logging_callback,
+            read_timeout_seconds=timeout,
+        ) as session,
+    ):
+        await session.initialize()
+        await _set_log_level(session, "info")
+        result = await session.call_tool("events_subscribe", filters.arguments())
+        if result.is_error:
+            raise SubscriptionRefused(f"events_subscribe failed: {_text_of(result)}")
+        yield Subscription(session, subscription_id_from(result), timeout=timeout)
