@@ -28,6 +28,10 @@ from incidents.models import (
 )
 from incidents.rendering import render_markdown
 
+# How recover_lost_incidents marks (and counts) the executions of workers that died mid-run.
+WORKER_LOST = "worker lost"
+WORKER_LOST_TWICE = "worker lost twice"
+
 
 class StoreError(Exception):
     """Base class of the store's domain errors."""
@@ -427,3 +431,90 @@ class DjangoStateStore:
             copied = {name: getattr(event, name) for name in changes if name in DENORMALIZED_FIELDS}
             updated = self._incidents().filter(fault_id=fault_id).update(**copied) if copied else 0
         return event, updated
+
+    def recover_lost_incidents(
+        self, started_before: datetime, *, now: datetime | None = None
+    ) -> list[Incident]:
+        """Return incidents a dead worker left investigating to the queue, once.
+
+        An incident still `investigating` with `started_at` before `started_before` has outlived
+        any agent run (the caller passes now - timeout - grace), so its worker is gone. Each one
+        gets its open execution closed (or, if the worker died before starting the agent, a new
+        one) with an error message starting with WORKER_LOST, which is how losses are counted:
+        the first loss requeues the incident to pending, the second finishes it as agent_failed,
+        "worker lost twice", so an incident that kills its workers cannot loop forever.
+
+        One transaction per incident; the row is locked with SKIP LOCKED so two workers
+        recovering at once never handle the same incident twice. Returns the incidents handled,
+        with their new status.
+        """
+        now = now or timezone.now()
+        candidates = list(
+            self._incidents()
+            .filter(status=Status.INVESTIGATING, started_at__lt=started_before)
+            .order_by("started_at")
+            .values_list("pk", flat=True)
+        )
+        handled = []
+        for pk in candidates:
+            with transaction.atomic(using=self.using):
+                incident = (
+                    self._incidents()
+                    .select_for_update(skip_locked=True)
+                    .filter(pk=pk, status=Status.INVESTIGATING, started_at__lt=started_before)
+                    .first()
+                )
+                if incident is None:  # finished meanwhile, or another worker is recovering it
+                    continue
+                executions = AgentExecution.objects.using(self.using).filter(incident_id=pk)
+                losses = executions.filter(error_message__startswith=WORKER_LOST).count() + 1
+                message = (
+                    f"{WORKER_LOST}: investigating since {incident.started_at.isoformat()} "
+                    f"with no result by {started_before.isoformat()} (loss {losses})"
+                )
+                closed = executions.filter(
+                    completed_at__isnull=True, started_at__gte=incident.started_at
+                ).update(completed_at=now, error_message=message)
+                if not closed:
+                    AgentExecution.objects.using(self.using).create(
+                        incident_id=pk,
+                        started_at=incident.started_at,
+                        completed_at=max(now, incident.started_at),
+                        error_message=message,
+                    )
+                if losses == 1:
+                    handled.append(self.update_incident_status(pk, Status.PENDING))
+                else:
+                    handled.append(
+                        self.complete_incident(
+                            pk, None, failure_reason=WORKER_LOST_TWICE, status=Status.AGENT_FAILED
+                        )
+                    )
+        return handled
+
+    def correct_incident_outcome(
+        self,
+        incident_id: uuid.UUID | str,
+        *,
+        exit_code: int | None,
+        failure_reason: str | None,
+    ) -> Incident:
+        """Correct the recorded exit code and failure reason of a finished incident (the admin).
+
+        Status and timestamps stay as they are. Locks the row like update_incident_status, so a
+        requeue cannot slip in between the check and the write. Raises IncidentNotFound, and
+        InvalidTransition for an open incident: it has no outcome to correct yet.
+        """
+        with transaction.atomic(using=self.using):
+            incident = self._locked_incident(incident_id)
+            if incident.status not in TERMINAL_STATUSES:
+                raise InvalidTransition(
+                    incident_id,
+                    incident.status,
+                    incident.status,
+                    "only a finished incident has an outcome to correct",
+                )
+            incident.exit_code = exit_code
+            incident.failure_reason = failure_reason or None
+            self._save_status(incident)
+        return incident

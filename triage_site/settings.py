@@ -264,6 +264,10 @@ TRIAGE_AGENT_COMMAND = os.environ.get("TRIAGE_AGENT_COMMAND") or (
 TRIAGE_WORKSPACE_ROOT = Path(
     os.environ.get("TRIAGE_WORKSPACE_ROOT") or BASE_DIR / "var" / "workspaces"
 )
+# run_triage (incidents.worker): seconds an agent may run before its process group is
+# terminated, and how much of each of its output streams is kept on disk.
+TRIAGE_AGENT_TIMEOUT = env_int("TRIAGE_AGENT_TIMEOUT", default=15 * 60)
+TRIAGE_AGENT_LOG_MAX_BYTES = env_int("TRIAGE_AGENT_LOG_MAX_BYTES", default=10 * 1024 * 1024)
 # Upstream kubernetes-mcp-server speaks log levels; we speak severities.
 TRIAGE_SEVERITY_MAP = {"info": "low", "warning": "medium", "error": "high"}
 # A record larger than this is rejected whole, never truncated.

@@ -1,0 +1,544 @@
+"""The shipped stand-in agent: `python -m incidents.stub_agent` (the default agent command).
+
+It reads the incident the worker wrote (`$TRIAGE_INCIDENT_FILE`, else `./incident.json`) and
+writes `$TRIAGE_OUTPUT_DIR/investigation.md` (else `./output/`): an investigation report in the
+original project's seven sections (executive triage card, problem statement, findings, root
+cause with ranked hypotheses, remediation, proof of work, supporting evidence), built from a
+playbook per fault type and the incident's own names, cluster, context and log samples. It has
+no cluster access and says so in the report; it is there so the pipeline and the dashboard show
+real-looking results without a real agent. Standard library only; it never imports Django.
+
+So that a demo shows every status, a small share of incidents, chosen deterministically from
+the fault id and timestamp (the same sample data gives the same outcomes on every run), ends
+otherwise (see OUTCOME_SHARES): the agent exits 3 after a partial report, exits 2 with none,
+exits 0 without a report, or writes a report too small to be accepted.
+
+Environment:
+    TRIAGE_STUB_OUTCOME   force an outcome: resolved, partial, crash, missing, small
+    TRIAGE_STUB_DELAY     seconds to pretend to investigate (default 0)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# outcome -> percent of incidents; the rest are resolved.
+OUTCOME_SHARES = {"partial": 4, "crash": 4, "missing": 3, "small": 2}
+OUTCOMES = ("resolved", *OUTCOME_SHARES)
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    cause: str
+    confidence: int  # percent
+    evidence_for: str
+    check: str
+    patterns: tuple[str, ...] = ()  # log patterns that make it more likely
+
+
+@dataclass(frozen=True)
+class Playbook:
+    title: str
+    impact: str
+    hypotheses: tuple[Hypothesis, ...]
+    remediation: tuple[str, ...]
+    commands: tuple[str, ...]
+
+
+PLAYBOOKS: dict[str, Playbook] = {
+    "CrashLoop": Playbook(
+        title="container restarting in a crash loop",
+        impact="The pod is not Ready between restarts; its Service has fewer endpoints.",
+        hypotheses=(
+            Hypothesis(
+                "Missing or wrong configuration (env var, Secret or ConfigMap key)",
+                55,
+                "the process exits within seconds of starting, before serving traffic",
+                "compare the container's env and mounted keys with the last working revision",
+                ("missing", "not set", "no such file", "config", "secret", "env"),
+            ),
+            Hypothesis(
+                "Application panic on start-up after a new release",
+                30,
+                "restarts began with the latest rollout",
+                "`kubectl rollout history` and the previous container's log",
+                ("panic", "traceback", "exception", "segmentation"),
+            ),
+            Hypothesis(
+                "A dependency is unreachable (database, broker, DNS)",
+                15,
+                "start-up checks fail while connecting",
+                "test the dependency from a debug pod in the same namespace",
+                ("connection refused", "timeout", "no such host", "dial tcp"),
+            ),
+        ),
+        remediation=(
+            "Read the previous container's log to confirm the exit reason.",
+            "If configuration is missing, restore the key and restart the rollout.",
+            "If the latest release is at fault, roll back to the previous revision.",
+        ),
+        commands=(
+            "kubectl -n {namespace} logs {name} --previous --tail=200",
+            "kubectl -n {namespace} describe pod {name}",
+            "kubectl -n {namespace} rollout undo deployment/<owner>  # if the release is at fault",
+        ),
+    ),
+    "PodCrash": Playbook(
+        title="container terminated with an error",
+        impact="Requests served by this pod failed while it restarted.",
+        hypotheses=(
+            Hypothesis(
+                "Unhandled error in the application (panic / uncaught exception)",
+                60,
+                "the container exited non-zero without being OOM-killed",
+                "the stack trace in the previous container's log",
+                ("panic", "traceback", "exception", "fatal"),
+            ),
+            Hypothesis(
+                "Liveness probe killed a slow but healthy process",
+                25,
+                "restarts line up with probe failures in the pod's events",
+                "probe timing in `kubectl describe pod` against response latency",
+                ("liveness", "probe", "timeout"),
+            ),
+            Hypothesis(
+                "Node-level disruption (eviction, kernel, runtime)",
+                15,
+                "other pods on the same node restarted at the same time",
+                "events of the node the pod ran on",
+                ("evicted", "node", "runtime"),
+            ),
+        ),
+        remediation=(
+            "Capture the stack trace and open a bug with the owning team.",
+            "If the probe is the killer, relax its timeoutSeconds / failureThreshold.",
+            "Keep the replica count up so one crash does not drop capacity.",
+        ),
+        commands=(
+            "kubectl -n {namespace} logs {name} --previous",
+            "kubectl -n {namespace} get events --field-selector involvedObject.name={name}",
+        ),
+    ),
+    "OOMKilled": Playbook(
+        title="container killed for exceeding its memory limit",
+        impact="In-flight requests were dropped; repeated kills cause a crash loop.",
+        hypotheses=(
+            Hypothesis(
+                "Memory limit too low for the current workload",
+                50,
+                "usage climbs steadily to the limit under normal traffic",
+                "container_memory_working_set_bytes against the limit over 24 h",
+                ("oomkilled", "memory", "limit"),
+            ),
+            Hypothesis(
+                "Memory leak introduced by a recent release",
+                35,
+                "usage grows without bound after each restart",
+                "compare heap profiles before and after the last rollout",
+                ("leak", "heap", "allocation"),
+            ),
+            Hypothesis(
+                "A traffic spike or a batch larger than usual",
+                15,
+                "kills coincide with request or queue spikes",
+                "request rate and queue depth at the time of the kill",
+                ("batch", "spike", "queue"),
+            ),
+        ),
+        remediation=(
+            "Raise the memory limit (and request) by 25-50% as a stop-gap.",
+            "Profile memory on a canary to tell a leak from growth.",
+            "Add a memory alert at 80% of the limit so the next kill is predicted.",
+        ),
+        commands=(
+            "kubectl -n {namespace} top pod {name} --containers",
+            "kubectl -n {namespace} get pod {name} -o jsonpath='{{.spec.containers[*].resources}}'",
+        ),
+    ),
+    "NodeUnhealthy": Playbook(
+        title="node reporting NotReady or under pressure",
+        impact="Pods on the node may be evicted; new pods are not scheduled there.",
+        hypotheses=(
+            Hypothesis(
+                "Kubelet lost contact with the control plane (network or kubelet crash)",
+                45,
+                "the Ready condition went Unknown rather than False",
+                "kubelet service status and logs on the node",
+                ("kubelet", "unknown", "heartbeat", "network"),
+            ),
+            Hypothesis(
+                "Disk or memory pressure on the node",
+                40,
+                "DiskPressure / MemoryPressure conditions are True",
+                "`kubectl describe node` conditions and image garbage collection",
+                ("pressure", "disk", "eviction", "memory"),
+            ),
+            Hypothesis(
+                "Underlying VM failure or maintenance",
+                15,
+                "the cloud provider reports a host event",
+                "the provider's instance status checks",
+                ("maintenance", "terminated", "instance"),
+            ),
+        ),
+        remediation=(
+            "Cordon the node so nothing new lands on it.",
+            "Drain it once workloads have somewhere to go; replace the VM if it does not recover.",
+            "If pressure is the cause, clean images / logs and review eviction thresholds.",
+        ),
+        commands=(
+            "kubectl describe node {name}",
+            "kubectl cordon {name}",
+            "kubectl drain {name} --ignore-daemonsets --delete-emptydir-data",
+        ),
+    ),
+    "DeploymentFailure": Playbook(
+        title="rollout not progressing",
+        impact="The new revision is not serving; the old ReplicaSet still carries traffic.",
+        hypotheses=(
+            Hypothesis(
+                "New pods fail their readiness probe",
+                50,
+                "the new ReplicaSet has pods that never become Ready",
+                "readiness probe events of the new pods",
+                ("readiness", "probe", "not ready"),
+            ),
+            Hypothesis(
+                "Insufficient cluster capacity or quota for surge pods",
+                30,
+                "new pods are Pending with FailedScheduling",
+                "events of the Pending pods and the namespace's ResourceQuota",
+                ("insufficient", "quota", "failedscheduling", "pending"),
+            ),
+            Hypothesis(
+                "Bad image or configuration in the new revision",
+                20,
+                "new pods crash or cannot pull their image",
+                "status of the new ReplicaSet's pods",
+                ("image", "crash", "config"),
+            ),
+        ),
+        remediation=(
+            "Pause or undo the rollout to stop the bleeding.",
+            "Fix the failing probe or free capacity, then resume.",
+            "Set progressDeadlineSeconds so the next stall is reported sooner.",
+        ),
+        commands=(
+            "kubectl -n {namespace} rollout status deployment/{name} --timeout=30s",
+            "kubectl -n {namespace} rollout undo deployment/{name}",
+        ),
+    ),
+    "JobFailure": Playbook(
+        title="job reached its backoff limit",
+        impact="The job's work was not done; downstream consumers may be missing data.",
+        hypotheses=(
+            Hypothesis(
+                "The job's command fails on its input",
+                50,
+                "every attempt exits non-zero at the same step",
+                "the log of the last failed pod",
+                ("error", "exit", "failed", "invalid"),
+            ),
+            Hypothesis(
+                "A dependency was unavailable during the run window",
+                30,
+                "attempts fail while connecting, not while processing",
+                "the dependency's availability at the job's start time",
+                ("connection", "timeout", "refused", "unavailable"),
+            ),
+            Hypothesis(
+                "activeDeadlineSeconds too short for the data volume",
+                20,
+                "attempts are killed at the deadline",
+                "job duration history against the deadline",
+                ("deadline", "killed"),
+            ),
+        ),
+        remediation=(
+            "Read the last attempt's log and fix the input or the code.",
+            "Re-run the job once the cause is fixed: `kubectl create job --from=cronjob/...`.",
+            "Alert on job failure to the owning team, not the platform on-call.",
+        ),
+        commands=(
+            "kubectl -n {namespace} describe job {name}",
+            "kubectl -n {namespace} logs job/{name} --tail=200",
+        ),
+    ),
+    "ImagePullBackOff": Playbook(
+        title="image cannot be pulled",
+        impact="The pod never starts; a rollout with this image stalls.",
+        hypotheses=(
+            Hypothesis(
+                "The tag does not exist (typo or image not pushed yet)",
+                50,
+                "the registry answers 'manifest unknown' / 'not found'",
+                "list the repository's tags in the registry",
+                ("manifest unknown", "not found", "tag"),
+            ),
+            Hypothesis(
+                "Registry credentials missing or expired (imagePullSecrets)",
+                35,
+                "the registry answers 401/403",
+                "the pull secret referenced by the pod's service account",
+                ("unauthorized", "denied", "401", "403", "authentication"),
+            ),
+            Hypothesis(
+                "Registry unreachable or rate-limited",
+                15,
+                "pulls time out or return 429",
+                "pull the image from a node by hand",
+                ("timeout", "429", "toomanyrequests", "i/o"),
+            ),
+        ),
+        remediation=(
+            "Correct the image reference or push the missing tag.",
+            "Refresh the pull secret if the registry refused the credentials.",
+            "Mirror critical images to a registry inside the cluster's network.",
+        ),
+        commands=(
+            "kubectl -n {namespace} describe pod {name} | grep -A5 Events",
+            "kubectl -n {namespace} get pod {name} -o jsonpath='{{.spec.containers[*].image}}'",
+        ),
+    ),
+}
+
+GENERIC = Playbook(
+    title="resource reported a fault",
+    impact="Unknown until the fault type is recognised; treat by severity.",
+    hypotheses=(
+        Hypothesis(
+            "A recent change to the resource or its dependencies",
+            45,
+            "faults started after a change",
+            "the resource's change history",
+            ("update", "changed", "rollout"),
+        ),
+        Hypothesis(
+            "Resource exhaustion (CPU, memory, disk, quota)",
+            35,
+            "usage near limits at the time of the fault",
+            "metrics for the resource and its node",
+            ("memory", "cpu", "disk", "quota"),
+        ),
+        Hypothesis(
+            "External dependency failure",
+            20,
+            "errors mention a remote endpoint",
+            "the dependency's status",
+            ("connection", "timeout", "unavailable"),
+        ),
+    ),
+    remediation=(
+        "Confirm the fault with `kubectl describe` and the resource's events.",
+        "Route to the owning team with this report attached.",
+    ),
+    commands=("kubectl -n {namespace} describe {kind} {name}",),
+)
+
+
+def outcome_for(incident: dict[str, Any]) -> str:
+    """The deterministic outcome for this incident (TRIAGE_STUB_OUTCOME overrides it)."""
+    forced = os.environ.get("TRIAGE_STUB_OUTCOME", "").strip().lower()
+    if forced:
+        if forced not in OUTCOMES:
+            raise ValueError(f"TRIAGE_STUB_OUTCOME must be one of {', '.join(OUTCOMES)}")
+        return forced
+    seed = f"{incident.get('faultId', '')}|{incident.get('timestamp', '')}"
+    if seed == "|":
+        seed = str(incident.get("incidentId", ""))
+    bucket = int(hashlib.sha256(seed.encode()).hexdigest()[:8], 16) % 100
+    threshold = 0
+    for outcome, share in OUTCOME_SHARES.items():
+        threshold += share
+        if bucket < threshold:
+            return outcome
+    return "resolved"
+
+
+def context_parts(context: Any) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
+    """(message, log samples, other fields) from upstream's context, whatever its shape."""
+    if isinstance(context, str):
+        return context, [], {}
+    if not isinstance(context, dict):
+        return json.dumps(context), [], {}
+    message = ""
+    for key in ("context", "message", "reason"):
+        if isinstance(context.get(key), str):
+            message = context[key]
+            break
+    logs = [entry for entry in context.get("logs") or [] if isinstance(entry, dict)]
+    extra = {k: v for k, v in context.items() if k not in ("context", "message", "logs")}
+    return message, logs, extra
+
+
+def ranked(playbook: Playbook, text: str) -> list[tuple[Hypothesis, int, list[str]]]:
+    """Hypotheses with confidence raised by the log patterns found, most likely first."""
+    lowered = text.lower()
+    scored = []
+    for hypothesis in playbook.hypotheses:
+        matched = [pattern for pattern in hypothesis.patterns if pattern in lowered]
+        scored.append((hypothesis, hypothesis.confidence + 15 * len(matched), matched))
+    total = sum(score for _, score, _ in scored) or 1
+    normalised = [(h, round(100 * score / total), matched) for h, score, matched in scored]
+    return sorted(normalised, key=lambda item: -item[1])
+
+
+def fence(text: str, language: str = "text") -> str:
+    """A fenced code block that the quoted text cannot close early."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    ticks = "`" * max(3, longest + 1)
+    return f"{ticks}{language}\n{text.rstrip()}\n{ticks}"
+
+
+def cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ") or "—"
+
+
+def build_report(incident: dict[str, Any], *, partial: bool = False) -> str:
+    """The seven-section markdown report for `incident`."""
+    fault_type = str(incident.get("faultType") or "Unknown")
+    playbook = PLAYBOOKS.get(fault_type, GENERIC)
+    resource = incident.get("resource") or {}
+    name = resource.get("name") or "(unnamed)"
+    namespace = resource.get("namespace") or "default"
+    kind = resource.get("kind") or "resource"
+    cluster = incident.get("cluster") or "(unknown cluster)"
+    severity = incident.get("severity") or "unknown"
+    message, logs, extra = context_parts(incident.get("context"))
+    samples = "\n".join(str(entry.get("sample", "")) for entry in logs)
+    hypotheses = ranked(playbook, f"{message}\n{samples}")
+    top, top_confidence, _ = hypotheses[0]
+    panics = [entry for entry in logs if entry.get("hasPanic")]
+    target = f"{namespace}/{kind}/{name}"
+    fields = {"namespace": namespace, "name": name, "kind": kind.lower()}
+
+    lines = [
+        f"# Investigation: {fault_type} of {target}",
+        "",
+        "## 1. Executive triage card",
+        "",
+        "| field | value |",
+        "|---|---|",
+        f"| Incident | `{cell(incident.get('incidentId'))}` |",
+        f"| Cluster | {cell(cluster)} |",
+        f"| Resource | {cell(target)} |",
+        f"| Fault | {cell(fault_type)}: {cell(playbook.title)} |",
+        f"| Severity | {cell(severity)} |",
+        f"| Most likely cause | {cell(top.cause)} ({top_confidence}%) |",
+        f"| First action | {cell(playbook.remediation[0])} |",
+        f"| Impact | {cell(playbook.impact)} |",
+        "",
+        "## 2. Problem statement",
+        "",
+        f"At {incident.get('timestamp') or 'an unknown time'} kubernetes-mcp-server reported "
+        f"`{fault_type}` for {kind} `{name}` in namespace `{namespace}` on cluster "
+        f"`{cluster}` (fault `{incident.get('faultId', '?')}`): {playbook.title}.",
+        "",
+        f"> {message.strip() or 'The event carried no message.'}",
+        "",
+        "## 3. Findings",
+        "",
+        f"- The fault is classified `{severity}`; {playbook.impact[0].lower()}"
+        f"{playbook.impact[1:]}",
+        f"- {len(logs)} log sample(s) came with the event"
+        + (f"; {len(panics)} contain a panic." if panics else "."),
+    ]
+    for entry in logs[:3]:
+        container = entry.get("container") or "(container)"
+        which = "previous" if entry.get("previous") else "current"
+        lines.append(f"- Container `{container}` ({which} instance) logged:")
+        lines.append("")
+        lines.append(fence(str(entry.get("sample", ""))[:2000]))
+        lines.append("")
+    if extra:
+        keys = ", ".join(f"`{key}`" for key in sorted(extra)[:10])
+        lines.append(f"- The event carries further context: {keys}.")
+    lines += [
+        "",
+        "## 4. Root cause",
+        "",
+        "Ranked hypotheses (confidence from the playbook, raised by matching log evidence):",
+        "",
+        "| rank | hypothesis | confidence | evidence for | how to confirm |",
+        "|---|---|---|---|---|",
+    ]
+    for rank, (hypothesis, confidence, matched) in enumerate(hypotheses, start=1):
+        evidence = hypothesis.evidence_for
+        if matched:
+            evidence += "; logs mention " + ", ".join(f"'{m}'" for m in matched)
+        lines.append(
+            f"| {rank} | {cell(hypothesis.cause)} | {confidence}% | {cell(evidence)} "
+            f"| {cell(hypothesis.check)} |"
+        )
+    if partial:
+        lines += [
+            "",
+            "**Investigation incomplete:** the agent stopped before remediation was worked out.",
+        ]
+        return "\n".join(lines) + "\n"
+    lines += ["", "## 5. Remediation", ""]
+    lines += [f"{n}. {step}" for n, step in enumerate(playbook.remediation, start=1)]
+    lines += [
+        "",
+        fence("\n".join(command.format(**fields) for command in playbook.commands), "bash"),
+        "",
+        "## 6. Proof of work",
+        "",
+        "- Read `incident.json` and the event's context from the workspace.",
+        f"- Matched the `{fault_type}` playbook"
+        + ("" if fault_type in PLAYBOOKS else " (no specific playbook: generic checks)")
+        + f" and scored {len(playbook.hypotheses)} hypotheses against {len(logs)} log sample(s).",
+        "- This report comes from the stub agent (`incidents.stub_agent`): it has no cluster "
+        "access, so the commands above are recommendations, not steps it ran.",
+        "",
+        "## 7. Supporting evidence",
+        "",
+        "The event's context as received:",
+        "",
+        fence(json.dumps(incident.get("context"), indent=2, ensure_ascii=False)[:4000], "json"),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    incident_file = Path(os.environ.get("TRIAGE_INCIDENT_FILE") or "incident.json")
+    output_dir = Path(os.environ.get("TRIAGE_OUTPUT_DIR") or "output")
+    try:
+        incident = json.loads(incident_file.read_text(encoding="utf-8"))
+        outcome = outcome_for(incident)
+        delay = float(os.environ.get("TRIAGE_STUB_DELAY") or 0)
+    except (OSError, ValueError) as error:
+        print(f"stub agent: cannot start: {error}", file=sys.stderr)
+        return 2
+    print(f"stub agent: investigating {incident.get('incidentId')} ({outcome})")
+    time.sleep(max(delay, 0))
+    report = output_dir / "investigation.md"
+    if outcome == "crash":
+        print("stub agent: lost the connection to the cluster API; giving up", file=sys.stderr)
+        return 2
+    if outcome == "missing":
+        print("stub agent: finished without writing a report")
+        return 0
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if outcome == "small":
+        report.write_text("# Investigation\n\nNo findings.\n", encoding="utf-8")
+        return 0
+    report.write_text(build_report(incident, partial=outcome == "partial"), encoding="utf-8")
+    if outcome == "partial":
+        print("stub agent: tool budget exhausted before remediation", file=sys.stderr)
+        return 3
+    print(f"stub agent: wrote {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

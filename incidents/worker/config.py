@@ -1,0 +1,45 @@
+"""The worker's settings for one run of `run_triage`."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerConfig:
+    """How the worker runs agents. Every worker sharing a database should use the same timeout:
+    it decides when an investigating incident counts as lost (see `lost_after`)."""
+
+    agent_command: str
+    workspace_root: Path
+    timeout: float = 900.0  # seconds per agent run
+    kill_grace: float = 10.0  # seconds between SIGTERM and SIGKILL
+    poll_interval: float = 5.0  # seconds between looks at an empty queue
+    concurrency: int = 1
+    log_limit_bytes: int = 10 * 1024 * 1024  # per stream
+
+    def __post_init__(self) -> None:
+        if not self.argv:
+            raise ValueError("the agent command is empty")
+        for name in ("timeout", "kill_grace", "poll_interval"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {self.concurrency}")
+
+    @property
+    def argv(self) -> list[str]:
+        """The agent command split like a shell would (no shell runs it)."""
+        return shlex.split(self.agent_command)
+
+    @property
+    def lost_after(self) -> timedelta:
+        """How long after its start an investigating incident must have finished.
+
+        A run takes at most timeout + kill_grace; the second grace covers the few database
+        writes after it. Older than this, the worker that claimed it is gone.
+        """
+        return timedelta(seconds=self.timeout + 2 * self.kill_grace)

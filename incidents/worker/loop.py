@@ -1,0 +1,205 @@
+"""The worker loop: recover lost incidents, claim the oldest pending one, triage it, repeat.
+
+Modes: `forever` (poll an empty queue every poll_interval seconds until stopped), `once` (at
+most one incident, then return) and `until_empty` (stop when no pending incident is left).
+With concurrency N, N slots run in threads, each with its own database connection, closed when
+the slot ends; with 1, the slot runs in the calling thread (tests rely on that to share their
+transaction). `stop()` (wired to SIGTERM/SIGINT by the command) stops claiming; agents already
+running finish, up to their timeout, and their incidents are recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from django.db import DatabaseError, connections
+from django.utils import timezone
+
+from incidents.choices import Status
+from incidents.store import DjangoStateStore
+from incidents.worker.config import WorkerConfig
+from incidents.worker.pipeline import triage_incident
+
+logger = logging.getLogger("incidents.worker")
+
+OUTCOMES = (Status.RESOLVED, Status.FAILED, Status.AGENT_FAILED, "claim_lost")
+
+
+class Mode(StrEnum):
+    FOREVER = "forever"
+    ONCE = "once"
+    UNTIL_EMPTY = "until_empty"
+
+
+@dataclass
+class Summary:
+    """Counts of what one worker run did; safe to update from several slots."""
+
+    outcomes: Counter = field(default_factory=Counter)
+    requeued: int = 0  # lost incidents returned to pending
+    abandoned: int = 0  # lost twice: agent_failed
+    started: float = field(default_factory=time.monotonic)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, status: str) -> None:
+        with self._lock:
+            self.outcomes[status] += 1
+
+    def count_recovered(self, statuses: list[str]) -> None:
+        with self._lock:
+            self.requeued += sum(1 for status in statuses if status == Status.PENDING)
+            self.abandoned += sum(1 for status in statuses if status != Status.PENDING)
+
+    @property
+    def triaged(self) -> int:
+        return sum(self.outcomes.values())
+
+    def line(self) -> str:
+        """`triaged N: resolved N, failed N, agent_failed N; lost requeued N, lost twice N in Ts`"""
+        counts = ", ".join(f"{status} {self.outcomes[status]}" for status in OUTCOMES[:3])
+        lost = self.outcomes["claim_lost"]
+        late = f", claim lost {lost}" if lost else ""
+        return (
+            f"triaged {self.triaged}: {counts}{late}; "
+            f"lost requeued {self.requeued}, lost twice {self.abandoned} "
+            f"in {time.monotonic() - self.started:.1f}s"
+        )
+
+
+class Worker:
+    """Runs the pipeline over the queue; see the module docstring."""
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        *,
+        mode: Mode = Mode.FOREVER,
+        store_factory: Callable[[], DjangoStateStore] = DjangoStateStore,
+        recovery_interval: float = 60.0,
+    ) -> None:
+        self.config = config
+        self.mode = mode
+        self.store_factory = store_factory
+        self.recovery_interval = max(recovery_interval, config.poll_interval)
+        self.summary = Summary()
+        self._stop = threading.Event()
+        self._recovery_lock = threading.Lock()
+        self._last_recovery = float("-inf")
+        self._claims_left = 1 if mode == Mode.ONCE else None
+        self._claims_lock = threading.Lock()
+
+    # -- control ----------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop claiming; running agents finish. Safe from a signal handler."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> Summary:
+        """Work until the mode says to stop (or stop() is called); return the summary."""
+        logger.info(
+            "worker started mode=%s concurrency=%d timeout=%gs",
+            self.mode,
+            self.config.concurrency,
+            self.config.timeout,
+            extra={"step": "worker started", "mode": str(self.mode)},
+        )
+        slots = 1 if self.mode == Mode.ONCE else self.config.concurrency
+        if slots == 1:
+            self._slot()
+        else:
+            threads = [
+                threading.Thread(target=self._threaded_slot, name=f"triage-slot-{n}")
+                for n in range(slots)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                while thread.is_alive():  # short joins keep the main thread responsive to signals
+                    thread.join(timeout=0.5)
+        logger.info(
+            "worker finished: %s",
+            self.summary.line(),
+            extra={
+                "step": "worker finished",
+                "triaged": self.summary.triaged,
+                **{f"count_{status}": self.summary.outcomes[status] for status in OUTCOMES},
+                "lost_requeued": self.summary.requeued,
+                "lost_twice": self.summary.abandoned,
+            },
+        )
+        return self.summary
+
+    # -- internals ------------------------------------------------------------------------------
+    def _threaded_slot(self) -> None:
+        try:
+            self._slot()
+        except Exception:
+            logger.exception("triage slot crashed", extra={"step": "slot crashed"})
+            self.stop()  # a broken slot means a broken worker; let the others wind down
+        finally:
+            connections.close_all()  # this thread's connections
+
+    def _take_claim(self) -> bool:
+        with self._claims_lock:
+            if self._claims_left is None:
+                return True
+            if self._claims_left == 0:
+                return False
+            self._claims_left -= 1
+            return True
+
+    def _recover(self, store: DjangoStateStore) -> None:
+        """Requeue (or give up on) incidents lost by dead workers; one slot at a time."""
+        if not self._recovery_lock.acquire(blocking=False):
+            return
+        try:
+            if time.monotonic() - self._last_recovery < self.recovery_interval:
+                return
+            self._last_recovery = time.monotonic()
+            recovered = store.recover_lost_incidents(timezone.now() - self.config.lost_after)
+            for incident in recovered:
+                logger.warning(
+                    "recovered lost incident=%s status=%s",
+                    incident.incident_id,
+                    incident.status,
+                    extra={
+                        "step": "recovered",
+                        "incident_id": str(incident.incident_id),
+                        "status": incident.status,
+                    },
+                )
+            self.summary.count_recovered([incident.status for incident in recovered])
+        finally:
+            self._recovery_lock.release()
+
+    def _slot(self) -> None:
+        store = self.store_factory()
+        while not self.stopping:
+            try:
+                self._recover(store)
+                if not self._take_claim():
+                    return
+                incident = store.claim_next_incident()
+            except DatabaseError:
+                if self.mode != Mode.FOREVER:
+                    raise
+                logger.exception("database unavailable; retrying", extra={"step": "db error"})
+                connections[store.using].close()
+                self._stop.wait(self.config.poll_interval)
+                continue
+            if incident is None:
+                if self.mode != Mode.FOREVER:
+                    return
+                self._stop.wait(self.config.poll_interval)
+                continue
+            outcome = triage_incident(store, incident, self.config)
+            self.summary.count(outcome.status)

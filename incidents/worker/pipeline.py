@@ -1,0 +1,312 @@
+"""One incident through the pipeline: workspace, agent, execution, report, completion.
+
+`triage_incident` takes an incident this worker has claimed (integration point 2, done by
+`DjangoStateStore.claim_next_incident`) and drives points 3-5 through the store:
+
+- the execution is recorded twice (an upsert by execution_id): when the agent starts, with no
+  `completed_at`, so a worker that dies mid-run leaves a visible open attempt for recovery to
+  close; and when it ends, with the exit code, the error message and the log paths (point 3);
+- a valid report is stored with its sanitized HTML, linked to the execution (point 4);
+- the incident is completed with the exit code and the failure reason (point 5).
+
+How a run ends (the verdict):
+
+| what happened                                 | status       | failure reason               |
+|-----------------------------------------------|--------------|------------------------------|
+| exit 0, output/investigation.md >= 100 bytes  | resolved     |                              |
+| exit 0, no report                             | agent_failed | investigation report missing |
+| exit 0, report under 100 bytes                | agent_failed | investigation report too small |
+| exit 0, report not a regular file / too large | agent_failed | investigation report ...     |
+| exit N != 0                                   | failed       | agent exited with code N: ... |
+| killed by a signal we did not send            | agent_failed | agent killed by signal SIGxxx |
+| still running after the timeout               | agent_failed | timed out after N s          |
+| command not found / not executable            | agent_failed | agent could not start: ...   |
+| workspace cannot be made                      | agent_failed | workspace ... not writable: ... |
+
+A non-zero exit keeps a valid report if the agent wrote one: a partial investigation is still
+what an on-call engineer wants to read, and the status says it is not a verdict. A timed-out or
+killed agent's report is not kept (it may be half-written).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import stat
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils import timezone
+
+from incidents.choices import Status
+from incidents.models import AgentExecution, Incident, TriageReport
+from incidents.rendering import render_markdown
+from incidents.store import WORKER_LOST, DjangoStateStore
+from incidents.worker.agent import AgentResult, agent_environment, run_agent
+from incidents.worker.config import WorkerConfig
+from incidents.worker.workspace import Workspace, WorkspaceError, prepare_workspace
+
+logger = logging.getLogger("incidents.worker")
+
+MIN_REPORT_BYTES = 100
+MAX_REPORT_BYTES = 2 * 1024 * 1024
+ERROR_TAIL_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str
+    exit_code: int | None
+    failure_reason: str = ""
+    report_markdown: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the pipeline did with one incident."""
+
+    incident_id: uuid.UUID
+    status: str  # the incident's final status, or "claim_lost"
+    duration_s: float
+    failure_reason: str = ""
+    execution_id: uuid.UUID | None = None
+    report_id: uuid.UUID | None = None
+
+
+CLAIM_LOST = "claim_lost"
+
+
+def clean_text(text: str) -> str:
+    """Text an agent produced, safe for a TEXT column (PostgreSQL refuses NUL characters)."""
+    return text.replace("\x00", "\ufffd")
+
+
+def read_report(workspace: Workspace) -> tuple[str | None, str]:
+    """The report's markdown, or None and why it is not acceptable.
+
+    The file is opened without following symlinks and must be a regular file: an agent must not
+    be able to publish, say, the worker's secret key by linking to it.
+    """
+    try:
+        fd = os.open(workspace.report_file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None, "investigation report missing"
+    except OSError as error:
+        if error.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
+            return None, "investigation report is not a regular file"
+        return None, f"investigation report unreadable: {error.strerror or error}"
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return None, "investigation report is not a regular file"
+        if info.st_size < MIN_REPORT_BYTES:
+            return None, (
+                f"investigation report too small: {info.st_size} bytes "
+                f"(at least {MIN_REPORT_BYTES} expected)"
+            )
+        if info.st_size > MAX_REPORT_BYTES:
+            return None, (
+                f"investigation report too large: {info.st_size} bytes "
+                f"(at most {MAX_REPORT_BYTES} accepted)"
+            )
+        data = handle.read(MAX_REPORT_BYTES + 1)
+    return clean_text(data.decode("utf-8", errors="replace")), ""
+
+
+def _with_stderr(reason: str, result: AgentResult) -> str:
+    tail = clean_text(result.stderr_tail).strip()
+    if not tail:
+        return reason
+    return f"{reason}: {tail[-ERROR_TAIL_CHARS:]}"
+
+
+def judge(result: AgentResult, workspace: Workspace, *, timeout: float) -> Verdict:
+    """The incident's status, exit code, failure reason and report after one run (see above)."""
+    if result.start_error:
+        return Verdict(Status.AGENT_FAILED, None, f"agent could not start: {result.start_error}")
+    if result.timed_out:
+        return Verdict(Status.AGENT_FAILED, None, f"timed out after {timeout:g} s")
+    code = result.returncode
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+        return Verdict(
+            Status.AGENT_FAILED, None, _with_stderr(f"agent killed by signal {name}", result)
+        )
+    report, problem = read_report(workspace)
+    if code != 0:
+        return Verdict(
+            Status.FAILED, code, _with_stderr(f"agent exited with code {code}", result), report
+        )
+    if report is None:
+        return Verdict(Status.AGENT_FAILED, 0, _with_stderr(problem, result))
+    return Verdict(Status.RESOLVED, 0, "", report)
+
+
+def agent_env(
+    workspace: Workspace, incident: Incident, execution_id: object, timeout: float
+) -> dict[str, str]:
+    """The variables the agent gets on top of the worker's (non-secret) environment."""
+    python_path = [str(settings.BASE_DIR), os.environ.get("PYTHONPATH", "")]
+    return {
+        "TRIAGE_INCIDENT_ID": str(incident.incident_id),
+        "TRIAGE_EXECUTION_ID": str(execution_id),
+        "TRIAGE_WORKSPACE": str(workspace.path),
+        "TRIAGE_INCIDENT_FILE": str(workspace.incident_file),
+        "TRIAGE_EVENT_FILE": str(workspace.event_file),
+        "TRIAGE_OUTPUT_DIR": str(workspace.output_dir),
+        "TRIAGE_REPORT_FILE": str(workspace.report_file),
+        "TRIAGE_TIMEOUT_SECONDS": f"{timeout:g}",
+        # So the shipped stub runs as `python -m incidents.stub_agent` from the workspace.
+        "PYTHONPATH": os.pathsep.join(part for part in python_path if part),
+    }
+
+
+def _still_ours(store: DjangoStateStore, incident: Incident) -> bool:
+    """Whether the claim still holds: recovery may have requeued an incident that overran."""
+    current = store.get_incident(incident.incident_id)
+    return (
+        current is not None
+        and current.status == Status.INVESTIGATING
+        and current.started_at == incident.started_at
+    )
+
+
+def _log(message: str, incident: Incident, status: str, started: float, **fields: object) -> None:
+    duration = round(time.monotonic() - started, 3)
+    details = " ".join(
+        f"{name}={value}" for name, value in fields.items() if value not in ("", None)
+    )
+    logger.info(
+        "%s incident=%s status=%s duration=%.3fs%s",
+        message,
+        incident.incident_id,
+        status,
+        duration,
+        f" {details}" if details else "",
+        extra={
+            "step": message,
+            "incident_id": str(incident.incident_id),
+            "status": status,
+            "duration_s": duration,
+            **fields,
+        },
+    )
+
+
+def triage_incident(
+    store: DjangoStateStore,
+    incident: Incident,
+    config: WorkerConfig,
+    *,
+    base_env: Mapping[str, str] | None = None,
+) -> Outcome:
+    """Run the agent for a claimed (investigating) incident and record everything. See above.
+
+    Raises only what the store raises (database errors); every agent or workspace failure
+    ends as a recorded verdict.
+    """
+    started = time.monotonic()
+    execution = AgentExecution(incident_id=incident.incident_id, started_at=incident.started_at)
+    _log("claimed", incident, incident.status, started, fault_type=incident.fault_type)
+    try:
+        workspace = prepare_workspace(
+            config.workspace_root, incident, execution_id=execution.execution_id
+        )
+    except WorkspaceError as error:
+        execution.completed_at = max(execution.started_at, timezone.now())
+        execution.error_message = str(error)
+        store.record_agent_execution(execution)
+        verdict = Verdict(Status.AGENT_FAILED, None, str(error))
+        return _finish(store, incident, execution, verdict, started)
+    execution.log_path_list = [str(workspace.stdout_log), str(workspace.stderr_log)]
+    store.record_agent_execution(execution)
+    _log("agent started", incident, incident.status, started, workspace=str(workspace.path))
+
+    env = agent_environment(
+        os.environ if base_env is None else base_env,
+        agent_env(workspace, incident, execution.execution_id, config.timeout),
+    )
+    result = run_agent(
+        config.argv,
+        cwd=workspace.path,
+        env=env,
+        stdout_log=workspace.stdout_log,
+        stderr_log=workspace.stderr_log,
+        timeout=config.timeout,
+        kill_grace=config.kill_grace,
+        log_limit=config.log_limit_bytes,
+    )
+    verdict = judge(result, workspace, timeout=config.timeout)
+    execution.started_at = result.started_at
+    execution.completed_at = result.completed_at
+    execution.exit_code = verdict.exit_code
+    execution.error_message = "" if verdict.status == Status.RESOLVED else verdict.failure_reason
+    _log(
+        "agent finished",
+        incident,
+        verdict.status,
+        started,
+        exit_code=result.returncode,
+        agent_duration_s=round(result.duration_s, 3),
+        dropped_log_bytes=result.dropped_bytes or None,
+    )
+    return _finish(store, incident, execution, verdict, started)
+
+
+def _finish(
+    store: DjangoStateStore,
+    incident: Incident,
+    execution: AgentExecution,
+    verdict: Verdict,
+    started: float,
+) -> Outcome:
+    if not _still_ours(store, incident):
+        # Another worker's recovery took the incident back; it owns the outcome now. The message
+        # keeps the WORKER_LOST mark recovery gave this execution, so losses still count.
+        execution.error_message = (
+            f"{WORKER_LOST}: recovered by another worker before this run ended "
+            f"({verdict.failure_reason or 'resolved'})"
+        )
+        store.record_agent_execution(execution)
+        _log("claim lost", incident, CLAIM_LOST, started)
+        return Outcome(incident.incident_id, CLAIM_LOST, time.monotonic() - started)
+    store.record_agent_execution(execution)
+    report_id = None
+    if verdict.report_markdown is not None:
+        report = store.record_triage_report(
+            TriageReport(
+                incident_id=incident.incident_id,
+                execution_id=execution.execution_id,
+                report_markdown=verdict.report_markdown,
+                report_html=render_markdown(verdict.report_markdown),
+            )
+        )
+        report_id = report.report_id
+        _log("report recorded", incident, verdict.status, started, report_id=str(report_id))
+    store.complete_incident(
+        incident.incident_id,
+        verdict.exit_code,
+        failure_reason=verdict.failure_reason,
+        status=verdict.status,
+    )
+    _log(
+        "completed",
+        incident,
+        verdict.status,
+        started,
+        exit_code=verdict.exit_code,
+        failure_reason=verdict.failure_reason[:200],
+    )
+    return Outcome(
+        incident.incident_id,
+        verdict.status,
+        time.monotonic() - started,
+        verdict.failure_reason,
+        execution.execution_id,
+        report_id,
+    )

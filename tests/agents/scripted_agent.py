@@ -1,0 +1,87 @@
+"""A test agent whose behaviour is chosen by its arguments (standard library only).
+
+Run by the worker as `python tests/agents/scripted_agent.py [options]`; every option is one
+behaviour the tests need: the report it writes, its exit code, sleeping past a timeout, ignoring
+SIGTERM, flooding stdout, leaving a child behind, and recording what it saw.
+"""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+FULL_REPORT = """# Investigation of {incident_id}
+
+## Executive triage card
+
+| field | value |
+|---|---|
+| verdict | scripted agent ran |
+
+```text
+all good
+```
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--report", choices=["full", "small", "none", "symlink"], default="full")
+    parser.add_argument("--report-text", help="exact report content (overrides --report full)")
+    parser.add_argument("--exit", type=int, default=0)
+    parser.add_argument("--stderr", default="")
+    parser.add_argument("--nul", action="store_true", help="end stderr and report with NUL")
+    parser.add_argument("--stdout-bytes", type=int, default=0)
+    parser.add_argument("--sleep", type=float, default=0.0)
+    parser.add_argument("--ignore-term", action="store_true")
+    parser.add_argument("--spawn-sleeper", action="store_true")
+    parser.add_argument("--record", help="append this incident's id to FILE (order of runs)")
+    parser.add_argument("--dump-env", action="store_true", help="write seen.json in the cwd")
+    options = parser.parse_args()
+
+    incident = json.loads(Path(os.environ["TRIAGE_INCIDENT_FILE"]).read_text())
+    if options.record:
+        with open(options.record, "a") as handle:
+            handle.write(incident["incidentId"] + "\n")
+    if options.dump_env:
+        seen = {
+            "env": dict(os.environ),
+            "cwd": os.getcwd(),
+            "own_session": os.getsid(0) == os.getpid(),
+            "output_listing": sorted(os.listdir(os.environ["TRIAGE_OUTPUT_DIR"])),
+        }
+        Path("seen.json").write_text(json.dumps(seen))
+    if options.ignore_term:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if options.spawn_sleeper:
+        child = subprocess.Popen(["sleep", "60"])  # inherits stdout/stderr and the group
+        Path("child.pid").write_text(str(child.pid))
+    Path("agent.pid").write_text(str(os.getpid()))
+    if options.stdout_bytes:
+        line = b"x" * 1023 + b"\n"
+        for _ in range(options.stdout_bytes // len(line)):
+            sys.stdout.buffer.write(line)
+        sys.stdout.flush()
+    nul = "\x00" if options.nul else ""
+    if options.stderr:
+        print(options.stderr + nul, file=sys.stderr, flush=True)
+    time.sleep(options.sleep)
+
+    report = Path(os.environ["TRIAGE_REPORT_FILE"])
+    if options.report_text is not None:
+        report.write_text(options.report_text + nul)
+    elif options.report == "full":
+        report.write_text(FULL_REPORT.format(incident_id=incident["incidentId"]))
+    elif options.report == "small":
+        report.write_text("# tiny\n")
+    elif options.report == "symlink":
+        report.symlink_to(Path(os.environ["TRIAGE_INCIDENT_FILE"]))
+    return options.exit
+
+
+if __name__ == "__main__":
+    sys.exit(main())

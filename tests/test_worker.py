@@ -1,0 +1,448 @@
+"""The triage pipeline end to end: `run_triage` in-process with scripted agents (subprocesses)."""
+
+import json
+import shlex
+import stat
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from incidents.choices import Status
+from incidents.models import AgentExecution, Incident, TriageReport
+from incidents.store import WORKER_LOST, WORKER_LOST_TWICE
+from incidents.worker import Mode, Worker, WorkerConfig, triage_incident
+from incidents.worker.pipeline import CLAIM_LOST
+from tests.builders import make_execution, make_fault_event, make_incident
+
+pytestmark = pytest.mark.django_db
+
+AGENT = Path(__file__).parent / "agents" / "scripted_agent.py"
+
+
+def agent(*args: str) -> str:
+    return shlex.join([sys.executable, str(AGENT), *args])
+
+
+@pytest.fixture
+def workspace_root(tmp_path) -> Path:
+    return tmp_path / "workspaces"
+
+
+@pytest.fixture
+def run_triage(workspace_root, capsys):
+    """Run the command in-process; returns its summary line."""
+
+    def run(*args: str, command: str | None = None, root: Path | None = None) -> str:
+        options = ["--workspace-root", str(root or workspace_root), *args]
+        if command is not None:
+            options += ["--agent-command", command]
+        call_command("run_triage", *options)
+        return capsys.readouterr().out.strip().splitlines()[-1]
+
+    return run
+
+
+def workspace_of(root: Path, incident: Incident) -> Path:
+    return root / str(incident.incident_id)
+
+
+# -- the verdicts -----------------------------------------------------------------------------
+def test_exit_zero_with_report_resolves_and_records_all_points(run_triage, workspace_root):
+    incident = make_incident()
+    summary = run_triage("--once", command=agent())
+    incident.refresh_from_db()
+    assert incident.status == Status.RESOLVED
+    assert incident.exit_code == 0 and incident.failure_reason is None
+    assert incident.started_at <= incident.completed_at
+    execution = AgentExecution.objects.get(incident=incident)
+    assert execution.exit_code == 0 and execution.error_message == ""
+    assert execution.started_at <= execution.completed_at
+    folder = workspace_of(workspace_root, incident)
+    assert execution.log_path_list == [
+        str(folder / "logs" / "agent.stdout.log"),
+        str(folder / "logs" / "agent.stderr.log"),
+    ]
+    report = TriageReport.objects.get(incident=incident)
+    assert report.execution_id == execution.execution_id
+    assert report.report_markdown == (folder / "output" / "investigation.md").read_text()
+    assert "<table>" in report.report_html and "<pre><code" in report.report_html
+    assert summary.startswith("triaged 1: resolved 1, failed 0, agent_failed 0")
+
+
+@pytest.mark.parametrize("report", ["full", "none"])
+def test_non_zero_exit_fails_with_code_and_stderr_tail(run_triage, report):
+    incident = make_incident()
+    run_triage("--once", command=agent("--exit", "3", "--report", report, "--stderr", "boom"))
+    incident.refresh_from_db()
+    assert incident.status == Status.FAILED
+    assert incident.exit_code == 3
+    assert incident.failure_reason == "agent exited with code 3: boom"
+    execution = AgentExecution.objects.get(incident=incident)
+    assert (execution.exit_code, execution.error_message) == (3, incident.failure_reason)
+    # A valid report written before a non-zero exit is kept: a partial investigation.
+    assert TriageReport.objects.filter(incident=incident).count() == (report == "full")
+
+
+@pytest.mark.parametrize(
+    ("report", "reason"),
+    [
+        ("none", "investigation report missing"),
+        ("small", "investigation report too small: 7 bytes (at least 100 expected)"),
+        ("symlink", "investigation report is not a regular file"),
+    ],
+)
+def test_invalid_report_is_agent_failed(run_triage, report, reason):
+    incident = make_incident()
+    run_triage("--once", command=agent("--report", report))
+    incident.refresh_from_db()
+    assert (incident.status, incident.exit_code, incident.failure_reason) == (
+        Status.AGENT_FAILED,
+        0,
+        reason,
+    )
+    assert not TriageReport.objects.exists()
+    assert AgentExecution.objects.get(incident=incident).error_message == reason
+
+
+def test_report_of_exactly_one_hundred_bytes_is_accepted(run_triage):
+    incident = make_incident()
+    run_triage("--once", command=agent("--report-text", "#" * 100))
+    incident.refresh_from_db()
+    assert incident.status == Status.RESOLVED
+
+
+def test_nul_bytes_in_report_and_stderr_are_stored_replaced(run_triage):
+    incident = make_incident()
+    text = "# Report\n" + "word " * 40
+    run_triage(
+        "--once", command=agent("--report-text", text, "--exit", "1", "--stderr", "x", "--nul")
+    )
+    incident.refresh_from_db()
+    assert incident.failure_reason == "agent exited with code 1: x\ufffd"
+    assert TriageReport.objects.get().report_markdown == text + "\ufffd"
+
+
+def test_hostile_report_is_stored_sanitized(run_triage):
+    incident = make_incident()
+    text = "# Report\n\n<script>alert(1)</script><img src=x onerror=alert(2)>\n" + "word " * 30
+    run_triage("--once", command=agent("--report-text", text))
+    report = TriageReport.objects.get(incident=incident)
+    assert "<script" not in report.report_html and "onerror" not in report.report_html
+    assert "<script>" in report.report_markdown  # the markdown is kept as written
+
+
+# -- timeouts and processes ----------------------------------------------------------------------
+def _alive(pid: int, wait: float = 3.0) -> bool:
+    """Whether `pid` still runs `wait` seconds from now (a zombie counts as dead)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return False
+        if state in ("Z", "X"):
+            return False
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.05)
+
+
+def test_timeout_kills_the_agent_and_its_children(run_triage, workspace_root):
+    incident = make_incident()
+    began = time.monotonic()
+    run_triage(
+        "--once", "--timeout", "1", "--kill-grace", "1",
+        command=agent("--spawn-sleeper", "--sleep", "30"),
+    )  # fmt: skip
+    assert time.monotonic() - began < 10
+    incident.refresh_from_db()
+    assert incident.status == Status.AGENT_FAILED
+    assert incident.failure_reason == "timed out after 1 s"
+    assert incident.exit_code is None
+    execution = AgentExecution.objects.get(incident=incident)
+    assert execution.error_message == "timed out after 1 s"
+    assert execution.exit_code is None
+    child = int((workspace_of(workspace_root, incident) / "child.pid").read_text())
+    assert not _alive(child)
+
+
+def test_agent_ignoring_sigterm_is_killed_after_the_grace(run_triage, workspace_root):
+    incident = make_incident()
+    began = time.monotonic()
+    run_triage(
+        "--once", "--timeout", "0.5", "--kill-grace", "0.5",
+        command=agent("--ignore-term", "--sleep", "30"),
+    )  # fmt: skip
+    assert time.monotonic() - began < 10
+    incident.refresh_from_db()
+    assert incident.failure_reason == "timed out after 0.5 s"
+    pid = int((workspace_of(workspace_root, incident) / "agent.pid").read_text())
+    assert not _alive(pid)
+
+
+def test_a_child_left_running_after_exit_does_not_hang_the_worker(run_triage, workspace_root):
+    incident = make_incident()
+    began = time.monotonic()
+    run_triage("--once", command=agent("--spawn-sleeper"))
+    assert time.monotonic() - began < 10
+    incident.refresh_from_db()
+    assert incident.status == Status.RESOLVED
+    child = int((workspace_of(workspace_root, incident) / "child.pid").read_text())
+    assert not _alive(child)
+
+
+def test_agent_output_beyond_the_log_limit_is_dropped(run_triage, workspace_root, settings):
+    settings.TRIAGE_AGENT_LOG_MAX_BYTES = 64 * 1024
+    incident = make_incident()
+    run_triage("--once", command=agent("--stdout-bytes", str(4 * 1024 * 1024)))
+    incident.refresh_from_db()
+    assert incident.status == Status.RESOLVED
+    log = workspace_of(workspace_root, incident) / "logs" / "agent.stdout.log"
+    content = log.read_bytes()
+    assert 64 * 1024 < len(content) < 64 * 1024 + 200
+    assert content.endswith(b"bytes dropped]\n")
+    assert b"log truncated at 65536 bytes; 4128768 more bytes dropped" in content
+
+
+def test_agent_that_cannot_start_is_agent_failed(workspace_root):
+    incident = make_incident()
+    config = WorkerConfig(agent_command="/nonexistent/agent --flag", workspace_root=workspace_root)
+    summary = Worker(config, mode=Mode.ONCE).run()
+    incident.refresh_from_db()
+    assert incident.status == Status.AGENT_FAILED
+    assert incident.failure_reason == (
+        "agent could not start: /nonexistent/agent: No such file or directory"
+    )
+    assert summary.outcomes[Status.AGENT_FAILED] == 1
+
+
+# -- the workspace and what the agent sees ---------------------------------------------------------
+def test_workspace_holds_incident_and_event_as_camel_case_json(run_triage, workspace_root):
+    event = make_fault_event(
+        save=True,
+        fault_type="OOMKilled",
+        resource_api_version="apps/v1",
+        resource_kind="StatefulSet",
+        context=json.dumps({"context": "OOMKilled", "logs": [{"container": "db", "sample": "x"}]}),
+    )
+    incident = make_incident(event=event)
+    run_triage("--once", command=agent("--dump-env"))
+    folder = workspace_of(workspace_root, incident)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    incident.refresh_from_db()
+    document = json.loads((folder / "incident.json").read_text())
+    assert document["incidentId"] == str(incident.incident_id)
+    assert document["faultId"] == event.fault_id
+    assert document["status"] == Status.INVESTIGATING
+    assert document["startedAt"] == incident.started_at.isoformat().replace("+00:00", "Z")
+    assert document["executionId"] == str(AgentExecution.objects.get().execution_id)
+    fault = json.loads((folder / "event.json").read_text())
+    assert fault == {
+        "faultId": event.fault_id,
+        "subscriptionId": event.subscription_id,
+        "cluster": event.cluster,
+        "faultType": "OOMKilled",
+        "severity": event.severity,
+        "resource": {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "name": event.resource_name,
+            "namespace": event.resource_namespace,
+            "uid": event.resource_uid,
+        },
+        "context": {"context": "OOMKilled", "logs": [{"container": "db", "sample": "x"}]},
+        "timestamp": event.timestamp.isoformat().replace("+00:00", "Z"),
+    }
+    seen = json.loads((folder / "seen.json").read_text())
+    assert seen["output_listing"] == []  # output/ is empty when the agent starts
+
+
+def test_agent_environment_names_the_workspace_and_hides_worker_secrets(
+    run_triage, workspace_root, monkeypatch
+):
+    monkeypatch.setenv("DATABASE_URL", "postgres://secret@db/prod")
+    monkeypatch.setenv("DJANGO_SECRET_KEY", "s3cret")
+    monkeypatch.setenv("PGPASSWORD", "pw")
+    monkeypatch.setenv("KUBECONFIG", "/etc/kube/config")
+    incident = make_incident()
+    run_triage("--once", "--timeout", "120", command=agent("--dump-env"))
+    folder = workspace_of(workspace_root, incident)
+    seen = json.loads((folder / "seen.json").read_text())
+    env = seen["env"]
+    assert seen["cwd"] == str(folder)
+    assert seen["own_session"] is True
+    assert env["TRIAGE_INCIDENT_ID"] == str(incident.incident_id)
+    assert env["TRIAGE_EXECUTION_ID"] == str(AgentExecution.objects.get().execution_id)
+    assert env["TRIAGE_WORKSPACE"] == str(folder)
+    assert env["TRIAGE_INCIDENT_FILE"] == str(folder / "incident.json")
+    assert env["TRIAGE_EVENT_FILE"] == str(folder / "event.json")
+    assert env["TRIAGE_OUTPUT_DIR"] == str(folder / "output")
+    assert env["TRIAGE_REPORT_FILE"] == str(folder / "output" / "investigation.md")
+    assert env["TRIAGE_TIMEOUT_SECONDS"] == "120"
+    assert env["KUBECONFIG"] == "/etc/kube/config"  # the agent's own credentials pass through
+    for secret in ("DATABASE_URL", "DJANGO_SECRET_KEY", "PGPASSWORD"):
+        assert secret not in env
+
+
+def test_rerun_starts_from_a_fresh_workspace(run_triage, workspace_root):
+    incident = make_incident()
+    stale = workspace_of(workspace_root, incident) / "output"
+    stale.mkdir(parents=True)
+    (stale / "investigation.md").write_text("# old attempt\n" + "x" * 200)
+    run_triage("--once", command=agent("--report", "none"))
+    incident.refresh_from_db()
+    assert incident.failure_reason == "investigation report missing"
+
+
+def test_unwritable_workspace_root_fails_each_incident_and_keeps_going(run_triage, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    first, second = make_incident(), make_incident()
+    summary = run_triage("--until-empty", command=agent(), root=blocker / "workspaces")
+    for incident in (first, second):
+        incident.refresh_from_db()
+        assert incident.status == Status.AGENT_FAILED
+        assert incident.failure_reason.startswith(
+            f"workspace {blocker / 'workspaces' / str(incident.incident_id)} not writable: "
+        )
+        execution = AgentExecution.objects.get(incident=incident)
+        assert execution.error_message == incident.failure_reason
+    assert summary.startswith("triaged 2: resolved 0, failed 0, agent_failed 2")
+
+
+# -- the queue ----------------------------------------------------------------------------------
+def test_incidents_are_taken_oldest_first(run_triage, tmp_path):
+    now = timezone.now()
+    newest = make_incident(created_at=now - timedelta(minutes=1))
+    oldest = make_incident(created_at=now - timedelta(minutes=30))
+    middle = make_incident(created_at=now - timedelta(minutes=10))
+    make_incident(status=Status.RESOLVED, created_at=now - timedelta(hours=1))
+    order = tmp_path / "order.txt"
+    summary = run_triage("--until-empty", command=agent("--record", str(order)))
+    expected = [str(incident.incident_id) for incident in (oldest, middle, newest)]
+    assert order.read_text().split() == expected
+    assert summary.startswith("triaged 3: resolved 3")
+
+
+def test_once_handles_one_incident(run_triage):
+    first = make_incident(created_at=timezone.now() - timedelta(minutes=5))
+    second = make_incident()
+    run_triage("--once", command=agent())
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, second.status) == (Status.RESOLVED, Status.PENDING)
+
+
+def test_empty_queue_exits_with_an_empty_summary(run_triage):
+    make_incident(status=Status.RESOLVED)
+    summary = run_triage("--until-empty", command=agent())
+    assert summary.startswith("triaged 0: resolved 0, failed 0, agent_failed 0; lost requeued 0")
+
+
+# -- crash recovery ------------------------------------------------------------------------------
+def test_lost_incident_is_requeued_once_and_triaged(run_triage):
+    started = timezone.now() - timedelta(minutes=10)
+    lost = make_incident(status=Status.INVESTIGATING, started_at=started)
+    running = make_incident(status=Status.INVESTIGATING, started_at=timezone.now())
+    summary = run_triage("--once", "--timeout", "60", "--kill-grace", "1", command=agent())
+    lost.refresh_from_db()
+    running.refresh_from_db()
+    assert lost.status == Status.RESOLVED
+    assert running.status == Status.INVESTIGATING  # within its time: a live worker has it
+    executions = list(AgentExecution.objects.filter(incident=lost).order_by("started_at"))
+    assert len(executions) == 2
+    assert executions[0].error_message.startswith(f"{WORKER_LOST}: investigating since")
+    assert executions[0].started_at == started
+    assert executions[1].exit_code == 0
+    assert "lost requeued 1, lost twice 0" in summary
+
+
+def test_open_execution_of_a_lost_worker_is_closed_not_duplicated(store):
+    started = timezone.now() - timedelta(hours=1)
+    lost = make_incident(status=Status.INVESTIGATING, started_at=started)
+    opened = make_execution(lost, started_at=started, completed_at=None, exit_code=None)
+    recovered = store.recover_lost_incidents(timezone.now() - timedelta(minutes=20))
+    assert [incident.status for incident in recovered] == [Status.PENDING]
+    opened.refresh_from_db()
+    assert opened.completed_at is not None
+    assert opened.error_message.startswith(WORKER_LOST)
+    assert AgentExecution.objects.filter(incident=lost).count() == 1
+
+
+def test_incident_lost_twice_is_agent_failed(run_triage, tmp_path):
+    started = timezone.now() - timedelta(minutes=10)
+    lost = make_incident(status=Status.INVESTIGATING, started_at=started)
+    make_execution(
+        lost,
+        started_at=started - timedelta(hours=1),
+        completed_at=started - timedelta(minutes=30),
+        exit_code=None,
+        error_message=f"{WORKER_LOST}: earlier",
+    )
+    order = tmp_path / "order.txt"
+    summary = run_triage("--until-empty", "--timeout", "60", command=agent("--record", str(order)))
+    lost.refresh_from_db()
+    assert lost.status == Status.AGENT_FAILED
+    assert lost.failure_reason == WORKER_LOST_TWICE
+    assert not order.exists()  # never run again
+    assert AgentExecution.objects.filter(incident=lost).count() == 2
+    assert "lost requeued 0, lost twice 1" in summary
+
+
+def test_a_run_that_outlived_its_claim_does_not_complete_the_incident(store, workspace_root):
+    incident = make_incident(status=Status.INVESTIGATING, started_at=timezone.now())
+    stale_claim = Incident.objects.get(pk=incident.pk)
+    stale_claim.started_at -= timedelta(hours=1)  # another worker re-claimed it since
+    config = WorkerConfig(agent_command=agent(), workspace_root=workspace_root)
+    outcome = triage_incident(store, stale_claim, config)
+    assert outcome.status == CLAIM_LOST
+    incident.refresh_from_db()
+    assert incident.status == Status.INVESTIGATING
+    assert not TriageReport.objects.exists()
+    execution = AgentExecution.objects.get()
+    assert execution.error_message.startswith(f"{WORKER_LOST}: recovered by another worker")
+
+
+# -- the shipped stub agent through the pipeline ---------------------------------------------------
+@pytest.mark.parametrize(
+    ("outcome", "status"),
+    [
+        ("resolved", Status.RESOLVED),
+        ("partial", Status.FAILED),
+        ("crash", Status.FAILED),
+        ("missing", Status.AGENT_FAILED),
+        ("small", Status.AGENT_FAILED),
+    ],
+)
+def test_default_agent_is_the_stub(run_triage, monkeypatch, outcome, status):
+    monkeypatch.setenv("TRIAGE_STUB_OUTCOME", outcome)
+    incident = make_incident()
+    run_triage("--once")
+    incident.refresh_from_db()
+    assert incident.status == status
+    if outcome in ("resolved", "partial"):
+        report = TriageReport.objects.get(incident=incident)
+        assert f"# Investigation: CrashLoop of {incident.resource_label}" in report.report_markdown
+
+
+# -- concurrency ----------------------------------------------------------------------------------
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_slots_run_each_incident_once(run_triage, tmp_path):
+    incidents = [make_incident() for _ in range(8)]
+    order = tmp_path / "order.txt"
+    summary = run_triage(
+        "--until-empty",
+        "--concurrency",
+        "4",
+        command=agent("--record", str(order), "--sleep", "0.2"),
+    )
+    assert sorted(order.read_text().split()) == sorted(str(i.incident_id) for i in incidents)
+    assert AgentExecution.objects.count() == 8
+    assert set(Incident.objects.values_list("status", flat=True)) == {Status.RESOLVED}
+    assert summary.startswith("triaged 8: resolved 8")
