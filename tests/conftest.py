@@ -1,3 +1,5 @@
+from html.parser import HTMLParser
+
 import pytest
 from django.db import connection
 
@@ -12,3 +14,81 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.fixture
 def store() -> DjangoStateStore:
     return DjangoStateStore()
+
+
+# --- Admin (tests/test_admin_*.py) ---------------------------------------------------------
+class _AdminFormParser(HTMLParser):
+    """Collects what a browser would submit from the admin's main change form."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: dict[str, str] = {}
+        self._in_form = False
+        self._select: str | None = None
+        self._textarea: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attr = {key: value or "" for key, value in attrs}
+        if tag == "form" and attr.get("id", "").endswith("_form"):
+            self._in_form = True
+        if not self._in_form:
+            return
+        name = attr.get("name")
+        if tag == "input" and name and attr.get("type") not in ("submit", "button", "file"):
+            if attr.get("type") in ("checkbox", "radio") and "checked" not in attr:
+                return
+            self.data[name] = attr.get("value", "")
+        elif tag == "select" and name:
+            self._select = name
+            self.data.setdefault(name, "")
+        elif tag == "option" and self._select and "selected" in attr:
+            self.data[self._select] = attr.get("value", "")
+        elif tag == "textarea" and name:
+            self._textarea = name
+            self.data[name] = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._in_form = False
+        elif tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea:
+            # Browsers drop the newline that follows <textarea>.
+            text = self.data[self._textarea] + data
+            self.data[self._textarea] = text.removeprefix("\n")
+
+
+@pytest.fixture
+def admin_form_data():
+    """Parse a rendered admin change page into the POST data its form would submit."""
+
+    def parse(response) -> dict[str, str]:
+        parser = _AdminFormParser()
+        parser.feed(response.content.decode())
+        return parser.data
+
+    return parse
+
+
+@pytest.fixture
+def staff_user(django_user_model):
+    """A staff user with no permissions; tests grant what they need."""
+    return django_user_model.objects.create_user("staff", "staff@example.com", "x", is_staff=True)
+
+
+@pytest.fixture
+def grant():
+    """Give a user model permissions by codename, e.g. grant(user, "view_incident")."""
+    from django.contrib.auth.models import Permission
+
+    def give(user, *codenames: str):
+        user.user_permissions.add(
+            *Permission.objects.filter(content_type__app_label="incidents", codename__in=codenames)
+        )
+        return type(user).objects.get(pk=user.pk)  # a fresh instance: permissions are cached
+
+    return give

@@ -1,0 +1,155 @@
+"""Pieces every incidents admin class shares: id-aware search, store-error handling, history text.
+
+The admin never writes incident state itself; these helpers keep the admin classes thin around
+`incidents.store.DjangoStateStore`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import Model, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
+
+from incidents.store import StoreError
+
+NONE_SHOWN = "(none)"
+# Long values (context JSON, reasons) are cut in history messages; the row keeps them whole.
+HISTORY_VALUE_LIMIT = 80
+
+
+def parse_uuid(text: str) -> uuid.UUID | None:
+    """The UUID `text` spells (with or without hyphens), or None."""
+    try:
+        return uuid.UUID(text.strip())
+    except ValueError:
+        return None
+
+
+def describe_value(value: Any) -> str:
+    """A short, readable rendering of a field value for a history message."""
+    if value is None or value == "":
+        return NONE_SHOWN
+    if hasattr(value, "isoformat"):
+        return value.isoformat(timespec="seconds")
+    text = " ".join(str(value).split())
+    if len(text) > HISTORY_VALUE_LIMIT:
+        return text[: HISTORY_VALUE_LIMIT - 1] + "…"
+    return text
+
+
+def describe_changes(
+    before: Mapping[str, Any], after: Mapping[str, Any], names: Iterable[str], labels=None
+) -> list[str]:
+    """`Label: old → new` for each name whose value differs between `before` and `after`."""
+    labels = labels or {}
+    lines = []
+    for name in names:
+        old, new = before.get(name), after.get(name)
+        if old == new or (old in (None, "") and new in (None, "")):
+            continue
+        label = labels.get(name, name.replace("_", " ").capitalize())
+        lines.append(f"{label}: {describe_value(old)} → {describe_value(new)}")
+    return lines
+
+
+def admin_change_link(obj: Model | None, text: str | None = None) -> str:
+    """A link to `obj`'s admin change page (HTML-escaped), or an empty string."""
+    if obj is None:
+        return ""
+    opts = obj._meta
+    url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+    return format_html('<a href="{}">{}</a>', url, text if text is not None else str(obj))
+
+
+def public_report_link(report_id: uuid.UUID, text: str = "rendered report") -> str:
+    """A link to the dashboard's rendered report page; empty while that page does not exist."""
+    try:
+        url = reverse("incidents:report", args=[report_id])
+    except NoReverseMatch:
+        return ""
+    return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', url, text)
+
+
+class IdSearchMixin:
+    """Admin search that also matches whole ids exactly, so a pasted id is an index lookup.
+
+    `search_fields` keep Django's behaviour (icontains on text columns). On top of that, a search
+    term that is a UUID matches `uuid_search_fields` exactly and any term matches
+    `exact_search_fields` exactly; a row matching either way is a result.
+    """
+
+    uuid_search_fields: tuple[str, ...] = ()
+    exact_search_fields: tuple[str, ...] = ()
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        matched, may_have_duplicates = super().get_search_results(  # type: ignore[misc]
+            request, queryset, search_term
+        )
+        by_id = Q()
+        for term in search_term.split():
+            for name in self.exact_search_fields:
+                by_id |= Q(**{name: term})
+            parsed = parse_uuid(term)
+            if parsed is not None:
+                for name in self.uuid_search_fields:
+                    by_id |= Q(**{name: parsed})
+        if by_id:
+            matched = matched | queryset.filter(by_id)
+        return matched, may_have_duplicates
+
+
+class StoreBackedAdmin(admin.ModelAdmin):
+    """A ModelAdmin whose saves call the store; a store refusal is a message, never a 500.
+
+    Forms validate against the locked row first, so the store refusing a save is a lost race (or
+    a rule the form could not see). The whole change-form POST runs in one transaction, which
+    rolls back on the refusal: nothing is half-saved, and the user sees why on the same page.
+    """
+
+    history_message_attr = "history_message"
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict | None = None,
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except StoreError as error:
+            self.message_user(request, f"Nothing was saved: {error}", messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def construct_change_message(self, request, form, formsets, add=False):
+        """The message save_model composed (what changed, old → new), else Django's default."""
+        message = getattr(form, self.history_message_attr, None)
+        if message:
+            return message
+        return super().construct_change_message(request, form, formsets, add)
+
+
+class ReadOnlyInline(admin.TabularInline):
+    """An inline that lists related history rows: nothing added, changed or deleted here."""
+
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
