@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
+from django.core.management import CommandError, call_command
 from django.db import connection
 from mcp import types
 
@@ -335,6 +336,51 @@ def test_a_lone_event_is_stored_within_a_second_without_waiting_for_a_full_batch
         worker.stop()
         worker.join(timeout=30)
     assert FaultEvent.objects.filter(fault_id="lone-1").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_max_events_hook_stops_after_n_notifications_flushed_and_unsubscribed(standin, tmp_path):
+    port = free_port()
+    calls = tmp_path / "calls.jsonl"
+    standin(port, "--tag", "m", "--record", str(calls))
+    subscriber, thread = run_in_thread(config_for(port, max_events=2))
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    # What arrived while unsubscribing is kept too: at least 2, every one with an outcome.
+    counts = subscriber.counts
+    assert counts.received == subscriber.notifications >= 2
+    assert counts.created + counts.rejected + counts.ignored == counts.received
+    assert FaultEvent.objects.filter(fault_id__in=["m-000001", "m-000002"]).count() == 2
+    assert [call["tool"] for call in read_calls(calls)] == [
+        "events_subscribe",
+        "events_unsubscribe",
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stop_while_waiting_to_reconnect_returns_at_once():
+    subscriber, thread = run_in_thread(config_for(free_port()))  # nobody listens there
+    wait_until(lambda: subscriber.reconnects >= 1, timeout=10, what="a refused connection")
+    asked = time.monotonic()
+    subscriber.stop()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert time.monotonic() - asked < 1.0
+    assert subscriber.subscriptions == 0 and subscriber.counts.received == 0
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--url", "127.0.0.1:8080/mcp"], "http:// or https://"),
+        (["--url", "http://h/mcp", "--header", "no colon here"], "Name: value"),
+        (["--url", "http://h/mcp", "--mode", "events"], "invalid choice"),
+        (["--url", "http://h/mcp", "--heartbeat", "0"], "not a positive number"),
+    ],
+)
+def test_command_refuses_bad_arguments_with_a_clear_message(arguments, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("subscribe_mcp", *arguments)
 
 
 # -- the command, as a process --------------------------------------------------------------------

@@ -78,7 +78,8 @@ class Command(BaseCommand):
             "--max-events",
             type=positive_int,
             metavar="N",
-            help="test hook: stop (flush, unsubscribe, exit 0) after N notifications",
+            help="test hook: stop (unsubscribe, flush, exit 0) once N notifications arrived; "
+            "those arriving meanwhile are stored too",
         )
         parser.add_argument(
             "--exit-after",
