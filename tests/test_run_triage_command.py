@@ -1,0 +1,187 @@
+"""`manage.py run_triage` as a command: its arguments, and real worker processes on PostgreSQL
+(two workers sharing a queue, a worker killed with SIGKILL, a worker stopped with SIGTERM)."""
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.utils import timezone
+
+from incidents.choices import Status
+from incidents.models import AgentExecution, Incident
+from incidents.store import WORKER_LOST
+from tests.builders import make_incident
+
+AGENT = Path(__file__).parent / "agents" / "scripted_agent.py"
+
+
+def agent(*args: str) -> str:
+    return shlex.join([sys.executable, str(AGENT), *args])
+
+
+# -- arguments ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--concurrency", "0"], "--concurrency"),
+        (["--timeout", "-1"], "--timeout"),
+        (["--poll-interval", "0"], "--poll-interval"),
+        (["--kill-grace", "abc"], "--kill-grace"),
+        (["--once", "--until-empty"], "not allowed with argument"),
+        (["--agent-command", ""], "the agent command is empty"),
+        (["--agent-command", "'unbalanced"], "No closing quotation"),
+        (["--agent-command", "/nonexistent/agent --x"], "/nonexistent/agent is not an executable"),
+    ],
+)
+def test_bad_arguments_are_refused_before_anything_runs(args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("run_triage", *args)
+
+
+@pytest.mark.django_db
+def test_defaults_come_from_settings(settings, tmp_path, capsys):
+    settings.TRIAGE_AGENT_COMMAND = agent()
+    settings.TRIAGE_WORKSPACE_ROOT = tmp_path / "from-settings"
+    incident = make_incident()
+    call_command("run_triage", "--once")
+    assert (tmp_path / "from-settings" / str(incident.incident_id) / "incident.json").exists()
+    assert "triaged 1: resolved 1" in capsys.readouterr().out
+
+
+# -- real worker processes (PostgreSQL: a subprocess cannot see SQLite's in-memory test DB) ------
+def database_url() -> str:
+    db = connection.settings_dict
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def start_worker(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_DEBUG": "1"}
+    return subprocess.Popen(
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), "run_triage", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(worker: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:
+    try:
+        out, err = worker.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        out, err = worker.communicate()
+        pytest.fail(f"worker still running after {timeout}s:\n{out}\n{err}")
+    assert worker.returncode == 0, err
+    return out, err
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30, what: str = "") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what or condition}")
+
+
+def summary_of(out: str) -> str:
+    return out.strip().splitlines()[-1]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_run_each_of_twenty_incidents_exactly_once(tmp_path):
+    incidents = [make_incident() for _ in range(20)]
+    record = tmp_path / "runs.txt"
+    command = agent("--record", str(record), "--sleep", "0.3")
+    workers = [
+        start_worker(
+            "--until-empty", "--agent-command", command, "--workspace-root", str(tmp_path / "ws")
+        )
+        for _ in range(2)
+    ]
+    summaries = [summary_of(finish(worker)[0]) for worker in workers]
+    runs = record.read_text().split()
+    assert sorted(runs) == sorted(str(incident.incident_id) for incident in incidents)
+    assert AgentExecution.objects.count() == 20
+    assert set(Incident.objects.values_list("status", flat=True)) == {Status.RESOLVED}
+    counts = [int(summary.split(":")[0].removeprefix("triaged ")) for summary in summaries]
+    assert sum(counts) == 20
+    assert all(counts), f"one worker did everything: {summaries}"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_incident_of_a_worker_killed_mid_run_is_recovered_by_the_next(tmp_path):
+    incident = make_incident()
+    root = tmp_path / "ws"
+    first = start_worker(
+        "--once", "--timeout", "600", "--workspace-root", str(root),
+        "--agent-command", agent("--sleep", "600"),
+    )  # fmt: skip
+    pid_file = root / str(incident.incident_id) / "agent.pid"
+    try:
+        wait_for(pid_file.exists, what="the first worker's agent to start")
+        first.kill()  # SIGKILL: no chance to record anything
+        first.communicate()
+    finally:
+        # The agent runs in its own session, so it outlives the worker; end it here.
+        os.killpg(int(wait_for(pid_file.read_text)), signal.SIGKILL)
+    incident.refresh_from_db()
+    assert incident.status == Status.INVESTIGATING
+    (open_execution,) = AgentExecution.objects.filter(incident=incident)
+    assert open_execution.completed_at is None  # recorded at the start, never finished
+
+    # The next worker uses a 1 s timeout: the incident counts as lost 1 + 2 x 1 s after its start.
+    lost_at = incident.started_at + timedelta(seconds=3.2)
+    wait_for(lambda: timezone.now() > lost_at, what="the claim to count as lost")
+    out, _ = finish(
+        start_worker(
+            "--until-empty", "--timeout", "1", "--kill-grace", "1",
+            "--workspace-root", str(root), "--agent-command", agent(),
+        )
+    )  # fmt: skip
+    incident.refresh_from_db()
+    assert incident.status == Status.RESOLVED
+    executions = list(AgentExecution.objects.filter(incident=incident).order_by("started_at"))
+    assert [execution.execution_id for execution in executions][0] == open_execution.execution_id
+    assert executions[0].error_message.startswith(f"{WORKER_LOST}: investigating since")
+    assert executions[0].completed_at is not None
+    assert executions[1].exit_code == 0
+    assert "triaged 1: resolved 1" in summary_of(out)
+    assert "lost requeued 1, lost twice 0" in summary_of(out)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_claiming_and_lets_the_running_agent_finish(tmp_path, stop_signal):
+    first = make_incident()
+    second = make_incident()
+    root = tmp_path / "ws"
+    worker = start_worker(
+        "--poll-interval", "0.2", "--workspace-root", str(root),
+        "--agent-command", agent("--sleep", "1.5"),
+    )  # fmt: skip
+    wait_for((root / str(first.incident_id) / "agent.pid").exists, what="the agent to start")
+    worker.send_signal(stop_signal)
+    out, err = finish(worker, timeout=30)
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.status == Status.RESOLVED  # finished, not killed
+    assert second.status == Status.PENDING  # never claimed
+    assert f"{stop_signal.name}: no new incidents" in err
+    assert "triaged 1: resolved 1" in summary_of(out)

@@ -1,0 +1,203 @@
+"""The shipped stub agent: its reports per fault type, its seeded outcomes, and its process."""
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from incidents import stub_agent
+from incidents.rendering import render_markdown
+
+SECTIONS = [
+    "## 1. Executive triage card",
+    "## 2. Problem statement",
+    "## 3. Findings",
+    "## 4. Root cause",
+    "## 5. Remediation",
+    "## 6. Proof of work",
+    "## 7. Supporting evidence",
+]
+FAULT_TYPES = [
+    "CrashLoop", "PodCrash", "OOMKilled", "NodeUnhealthy", "DeploymentFailure", "JobFailure",
+    "ImagePullBackOff", "SomethingNew",
+]  # fmt: skip
+
+
+def incident_document(**overrides) -> dict:
+    document = {
+        "incidentId": "0d9c6a52-8f5e-4a8e-9a0e-2a4f0b6f6c11",
+        "faultId": "f7a3b2c1d4e5f6a7",
+        "cluster": "prod-eu-west-1",
+        "faultType": "CrashLoop",
+        "severity": "critical",
+        "resource": {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": "checkout-api-7f8b9c",
+            "namespace": "checkout",
+            "uid": "abc-123",
+        },  # fmt: skip
+        "context": {
+            "context": "Back-off restarting failed container",
+            "logs": [
+                {
+                    "container": "api",
+                    "previous": True,
+                    "hasPanic": True,
+                    "sample": "panic: missing env STRIPE_KEY\ngoroutine 1 [running]:",
+                }
+            ],
+            "restartCount": 14,
+        },
+        "timestamp": "2025-12-20T15:30:00Z",
+    }
+    document.update(overrides)
+    return document
+
+
+@pytest.mark.parametrize("fault_type", FAULT_TYPES)
+def test_report_has_the_seven_sections_a_table_and_code(fault_type):
+    report = stub_agent.build_report(incident_document(faultType=fault_type))
+    positions = [report.index(section) for section in SECTIONS]
+    assert positions == sorted(positions)
+    assert report.startswith(f"# Investigation: {fault_type} of checkout/Pod/checkout-api-7f8b9c")
+    assert "prod-eu-west-1" in report and "f7a3b2c1d4e5f6a7" in report
+    assert "panic: missing env STRIPE_KEY" in report  # the log sample, quoted
+    assert "`restartCount`" in report  # further context is named
+    html = render_markdown(report)
+    assert html.count("<table>") == 2  # the triage card and the hypotheses
+    assert '<code class="language-bash">' in html and '<code class="language-json">' in html
+
+
+def test_each_fault_type_gets_its_own_playbook():
+    causes = {
+        stub_agent.build_report(incident_document(faultType=fault_type)).split("| Most likely")[1]
+        for fault_type in FAULT_TYPES
+    }
+    assert len(causes) == len(FAULT_TYPES)
+    image = stub_agent.build_report(incident_document(faultType="ImagePullBackOff"))
+    assert "kubectl -n checkout describe pod checkout-api-7f8b9c" in image
+
+
+def test_log_evidence_reranks_hypotheses():
+    quiet = incident_document(faultType="ImagePullBackOff", context="Back-off pulling image")
+    denied = incident_document(
+        faultType="ImagePullBackOff",
+        context={"logs": [{"sample": "401 Unauthorized: authentication required, denied"}]},
+    )
+    assert "| 1 | The tag does not exist" in stub_agent.build_report(quiet)
+    ranked = stub_agent.build_report(denied)
+    assert "| 1 | Registry credentials missing or expired" in ranked
+    assert "logs mention 'unauthorized', 'denied'" in ranked
+
+
+def test_hostile_context_cannot_break_out_of_code_or_tables():
+    hostile = incident_document(
+        resource={"name": "a|b", "namespace": "ns", "kind": "Pod"},
+        context={
+            "context": "<script>alert(1)</script>",
+            "logs": [{"sample": "```\n# injected heading\n<img src=x onerror=alert(1)>"}],
+        },
+    )
+    report = stub_agent.build_report(hostile)
+    assert "````text\n```\n# injected heading" in report  # a longer fence around the backticks
+    html = render_markdown(report)
+    assert "<script" not in html and "<img" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html  # shown as text inside the code block
+    assert "<h1>injected heading" not in html and 'id="injected-heading"' not in html
+
+
+@pytest.mark.parametrize("context", ["plain text context", None, ["a", "list"], {}])
+def test_any_context_shape_gives_a_report(context):
+    report = stub_agent.build_report(incident_document(context=context))
+    assert all(section in report for section in SECTIONS)
+
+
+def test_partial_report_stops_after_the_root_cause():
+    report = stub_agent.build_report(incident_document(), partial=True)
+    assert "## 4. Root cause" in report and "## 5. Remediation" not in report
+    assert "Investigation incomplete" in report
+
+
+def test_outcome_is_deterministic_from_fault_and_timestamp(monkeypatch):
+    monkeypatch.delenv("TRIAGE_STUB_OUTCOME", raising=False)
+    first = incident_document(incidentId="one")
+    second = incident_document(incidentId="two")  # same fault occurrence, another incident
+    assert stub_agent.outcome_for(first) == stub_agent.outcome_for(second)
+
+
+def test_outcome_shares_are_small_and_every_outcome_occurs(monkeypatch):
+    monkeypatch.delenv("TRIAGE_STUB_OUTCOME", raising=False)
+    counts = Counter(
+        stub_agent.outcome_for({"faultId": f"fault-{n}", "timestamp": "2025-12-20T15:30:00Z"})
+        for n in range(5000)
+    )
+    assert set(counts) == set(stub_agent.OUTCOMES)
+    for outcome, share in stub_agent.OUTCOME_SHARES.items():
+        assert abs(counts[outcome] / 5000 * 100 - share) < 1.5, (outcome, counts)
+
+
+def test_forced_outcome_and_a_bad_one(monkeypatch):
+    monkeypatch.setenv("TRIAGE_STUB_OUTCOME", "crash")
+    assert stub_agent.outcome_for(incident_document()) == "crash"
+    monkeypatch.setenv("TRIAGE_STUB_OUTCOME", "explode")
+    with pytest.raises(ValueError, match="TRIAGE_STUB_OUTCOME must be one of"):
+        stub_agent.outcome_for(incident_document())
+
+
+# -- as a process --------------------------------------------------------------------------------
+def run_stub(workspace: Path, outcome: str) -> subprocess.CompletedProcess:
+    (workspace / "output").mkdir(parents=True)
+    (workspace / "incident.json").write_text(json.dumps(incident_document()))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(settings.BASE_DIR),
+        "TRIAGE_INCIDENT_FILE": str(workspace / "incident.json"),
+        "TRIAGE_OUTPUT_DIR": str(workspace / "output"),
+        "TRIAGE_STUB_OUTCOME": outcome,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "incidents.stub_agent"],
+        cwd=workspace,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("outcome", "exit_code", "report_size"),
+    [
+        ("resolved", 0, range(2000, 20000)),
+        ("partial", 3, range(500, 5000)),
+        ("crash", 2, None),
+        ("missing", 0, None),
+        ("small", 0, range(1, 100)),
+    ],
+)
+def test_runs_as_a_module_from_the_workspace(tmp_path, outcome, exit_code, report_size):
+    result = run_stub(tmp_path, outcome)
+    assert result.returncode == exit_code, result.stderr
+    report = tmp_path / "output" / "investigation.md"
+    if report_size is None:
+        assert not report.exists()
+    else:
+        assert report.stat().st_size in report_size
+
+
+def test_unreadable_incident_file_is_exit_two_with_a_reason(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(settings.BASE_DIR)}
+    env["TRIAGE_INCIDENT_FILE"] = str(tmp_path / "missing.json")
+    result = subprocess.run(
+        [sys.executable, "-m", "incidents.stub_agent"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "stub agent: cannot start:" in result.stderr and "missing.json" in result.stderr
