@@ -26,6 +26,7 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -75,6 +76,10 @@ def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}"
 
 
+class IngestFailed(Exception):
+    """The ingest worker died, so the subscriber stopped rather than drop what it receives."""
+
+
 @dataclass(frozen=True)
 class SubscriberConfig:
     """Everything `subscribe_mcp` was asked to do."""
@@ -98,7 +103,9 @@ class IngestWorker(threading.Thread):
 
     Guarantees: records are added in the order they were submitted; a record submitted before
     `stop()` is flushed before `join()` returns (unless the database stays down: then the loss is
-    logged as an error); the thread's database connection is closed when it ends.
+    logged as an error); the thread's database connection is closed when it ends. If the thread
+    dies of anything else, `failure` holds the error and `on_failure` is called, so the caller
+    can stop instead of queueing notifications nobody will store.
     """
 
     _STOP = object()
@@ -113,6 +120,8 @@ class IngestWorker(threading.Thread):
         self._rejects: TextIO | None = None
         self.counts = IngestCounts()
         self.write_failures = 0
+        self.failure: BaseException | None = None
+        self.on_failure: Callable[[], None] | None = None
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._ready = threading.Event()
         self._stopping = threading.Event()
@@ -140,6 +149,12 @@ class IngestWorker(threading.Thread):
                 self.counts = service.counts
                 self._ready.set()
                 self._loop(service)
+        except Exception as error:
+            self.failure = error
+            self._ready.set()
+            logger.exception("the ingest worker stopped: nothing more will be stored")
+            if self.on_failure is not None:
+                self.on_failure()
         finally:
             self._ready.set()
             connections.close_all()
@@ -229,6 +244,7 @@ class Subscriber:
         self.worker = IngestWorker(
             source=config.url, batch_size=config.batch_size, rejects_path=config.rejects_path
         )
+        self.worker.on_failure = self.stop
         self._loop: asyncio.AbstractEventLoop | None = None
         # Created unbound; it binds to the loop of the one `run()` a Subscriber gets.
         self._stop = asyncio.Event()
@@ -237,8 +253,16 @@ class Subscriber:
     # --- public, thread-safe ---------------------------------------------------------------
 
     def run(self, *, install_signal_handlers: bool = True) -> IngestCounts:
-        """Block until stopped; return the ingestion counts. SIGTERM/SIGINT stop it cleanly."""
-        return asyncio.run(self._main(install_signal_handlers=install_signal_handlers))
+        """Block until stopped; return the ingestion counts. SIGTERM/SIGINT stop it cleanly.
+
+        Raises `IngestFailed` when the ingest worker died (its error is logged and chained).
+        """
+        counts = asyncio.run(self._main(install_signal_handlers=install_signal_handlers))
+        if self.worker.failure is not None:
+            raise IngestFailed(
+                f"storing notifications failed: {describe_error(self.worker.failure)}"
+            ) from self.worker.failure
+        return counts
 
     def stop(self) -> None:
         """Ask a running subscriber to flush, unsubscribe and return; callable from any thread."""

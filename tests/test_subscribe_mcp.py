@@ -37,6 +37,7 @@ from incidents.models import FaultEvent, Incident
 from incidents.subscriber import (
     BACKOFF_CAP,
     FLUSH_AFTER,
+    IngestFailed,
     IngestWorker,
     Subscriber,
     SubscriberConfig,
@@ -291,6 +292,25 @@ def test_a_killed_and_restarted_server_is_resubscribed_and_later_events_are_stor
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_server_restarted_between_heartbeats_is_noticed_by_its_unknown_session(
+    standin, subscriber_thread, caplog
+):
+    port = free_port()
+    first = standin(port, "--tag", "a")
+    subscriber = subscriber_thread(config_for(port, heartbeat_interval=4.0))
+    wait_until(settled(subscriber, 6), timeout=20, what="the first server's notifications")
+    first.kill()
+    first.wait(timeout=10)
+    standin(port, "--tag", "b")  # up again before the next ping
+    assert subscriber.reconnects == 0
+    wait_until(settled(subscriber, 12), timeout=30, what="the restarted server's notifications")
+    stop(subscriber)
+    assert subscriber.subscriptions == 2
+    assert "MCPError: Session not found" in caplog.text  # the new server never saw it
+    assert FaultEvent.objects.filter(fault_id__in=["b-000001", "b-000002"]).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_thousand_events_sent_as_fast_as_possible_are_all_stored(
     standin, subscriber_thread, capsys
 ):
@@ -367,6 +387,15 @@ def test_a_stop_while_waiting_to_reconnect_returns_at_once():
     assert not thread.is_alive()
     assert time.monotonic() - asked < 1.0
     assert subscriber.subscriptions == 0 and subscriber.counts.received == 0
+
+
+def test_a_dead_ingest_worker_stops_the_subscriber_with_its_reason(tmp_path):
+    unwritable = tmp_path / "no-such-directory" / "rejects.jsonl"
+    subscriber = Subscriber(config_for(free_port(), rejects_path=unwritable))
+    started = time.monotonic()
+    with pytest.raises(IngestFailed, match="No such file or directory"):
+        subscriber.run(install_signal_handlers=False)
+    assert time.monotonic() - started < 5
 
 
 @pytest.mark.parametrize(

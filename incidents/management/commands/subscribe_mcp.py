@@ -7,7 +7,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from incidents.mcp_client import MODES, SubscriptionFilters, parse_header
-from incidents.subscriber import Subscriber, SubscriberConfig
+from incidents.subscriber import IngestFailed, Subscriber, SubscriberConfig
 
 # Per-request INFO lines from the HTTP client and the SDK's own reconnect chatter would drown
 # the status lines; they stay available with --verbosity 3.
@@ -113,6 +113,9 @@ class Command(BaseCommand):
             max_events=options["max_events"],
             exit_after=options["exit_after"],
         )
-        counts = Subscriber(config).run()
+        try:
+            counts = Subscriber(config).run()
+        except IngestFailed as error:
+            raise CommandError(str(error)) from error
         # The contract's summary line, last, as ingest_events prints it.
         self.stdout.write(counts.summary())
