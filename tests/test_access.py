@@ -1,0 +1,83 @@
+"""Access control: sign-in required, sign-in throttled, CSRF enforced."""
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def alice() -> User:
+    return User.objects.create_user("alice", password=PASSWORD)
+
+
+def sign_in(client: Client, username: str, password: str, address: str = "192.0.2.10"):
+    return client.post(
+        reverse("login"), {"username": username, "password": password}, REMOTE_ADDR=address
+    )
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/admin/", "/incidents/00000000-0000-0000-0000-000000000000/"]
+)
+def test_pages_need_a_session(client, path):
+    response = client.get(path)
+    assert response.status_code == 302
+    assert "/login/" in response["Location"]
+
+
+def test_a_good_sign_in_works(client, alice):
+    response = sign_in(client, "alice", PASSWORD)
+    assert response.status_code == 302
+    assert client.get("/").status_code == 200
+
+
+def test_repeated_failures_lock_the_username_from_any_address(client, settings, alice):
+    for attempt in range(settings.AXES_FAILURE_LIMIT - 1):
+        response = sign_in(client, "alice", "wrong", address=f"192.0.2.{attempt + 1}")
+        assert response.status_code == 200  # the form again, with its error
+    assert sign_in(client, "alice", "wrong", address="192.0.2.99").status_code == 429
+    response = sign_in(client, "alice", PASSWORD, address="198.51.100.7")
+    assert response.status_code == 429
+    assert "Too many failed sign-ins" in response.content.decode()
+    assert client.get("/").status_code == 302  # still signed out
+
+
+def test_repeated_failures_lock_the_address_for_every_username(client, settings, alice):
+    for attempt in range(settings.AXES_FAILURE_LIMIT):
+        sign_in(client, f"nobody-{attempt}", "wrong", address="203.0.113.9")
+    assert sign_in(client, "alice", PASSWORD, address="203.0.113.9").status_code == 429
+    assert sign_in(client, "alice", PASSWORD, address="203.0.113.10").status_code == 302
+
+
+def test_a_success_below_the_limit_resets_the_count(client, settings, alice):
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        sign_in(client, "alice", "wrong")
+    assert sign_in(client, "alice", PASSWORD).status_code == 302
+    client.post(reverse("logout"))
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        sign_in(client, "alice", "wrong")
+    assert sign_in(client, "alice", PASSWORD).status_code == 302
+
+
+def test_sign_in_without_csrf_token_is_refused(alice):
+    client = Client(enforce_csrf_checks=True)
+    response = client.post(reverse("login"), {"username": "alice", "password": PASSWORD})
+    assert response.status_code == 403
+
+
+def test_sign_out_is_a_post_with_csrf(alice):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    assert client.post(reverse("logout")).status_code == 403
+    assert client.get("/").status_code == 200
+
+
+def test_session_lifetime_is_configurable(settings, client, alice):
+    settings.SESSION_COOKIE_AGE = 600
+    sign_in(client, "alice", PASSWORD)
+    assert client.cookies["sessionid"]["max-age"] == 600
