@@ -16,6 +16,7 @@ import hashlib
 import json
 import random
 import sys
+from collections import deque
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -141,8 +142,9 @@ def _resource(rng: random.Random, cluster: str, namespace: str, kind: str, run: 
         "kind": kind,
         "name": name,
         "namespace": namespace,
+        # A new object each time (a re-created object gets a new uid too).
         "uid": f"{_hex(run, cluster, namespace, name, n=8)}-{_hex(name, n=4)}-4{_hex(kind, n=3)}"
-        f"-a{_hex(cluster, n=3)}-{_hex(run, name, namespace, n=12)}",
+        f"-a{_hex(cluster, n=3)}-{_hex(run, name, rng.random(), n=12)}",
         "container": workload,
     }
 
@@ -243,7 +245,7 @@ def generate(
     """`n` records. With recurrence/replay/ignored at 0 every record is a new fault (the bench)."""
     rng = random.Random(seed)  # noqa: S311 - sample data, not secrets
     shapes = [shape for shape, weight in SHAPES for _ in range(weight)]
-    faults: list[dict] = []
+    faults: deque[dict] = deque(maxlen=50)  # recurrences pick among the latest faults
     last: dict | None = None
     moment = START
     for i in range(n):
@@ -262,7 +264,7 @@ def generate(
             )  # fmt: skip
             continue
         if faults and roll < replay + ignored + recurrence:
-            fault = rng.choice(faults[-50:])
+            fault = rng.choice(faults)
             fault["count"] += rng.randint(1, 4)
         else:
             cluster = rng.choice(list(CLUSTERS))
