@@ -308,7 +308,117 @@ PLAYBOOKS: dict[str, Playbook] = {
             "kubectl -n {namespace} get pod {name} -o jsonpath='{{.spec.containers[*].image}}'",
         ),
     ),
+    "FailedScheduling": Playbook(
+        title="pod cannot be scheduled",
+        impact="The workload runs below its desired replicas until the pod is placed.",
+        hypotheses=(
+            Hypothesis(
+                "Not enough allocatable CPU or memory on any eligible node",
+                45,
+                "the scheduler reports Insufficient cpu / memory",
+                "`kubectl describe pod` events and node allocatable vs requested",
+                ("insufficient", "cpu", "memory"),
+            ),
+            Hypothesis(
+                "Node selector, affinity or taints exclude every node",
+                30,
+                "the scheduler reports node(s) didn't match / had untolerated taint",
+                "the pod's nodeSelector, affinity and tolerations against node labels",
+                ("affinity", "selector", "taint", "didn't match"),
+            ),
+            Hypothesis(
+                "A PersistentVolumeClaim is unbound (no volume, wrong storage class or zone)",
+                25,
+                "the scheduler reports unbound immediate PersistentVolumeClaims",
+                "`kubectl get pvc` status and the StorageClass's provisioner events",
+                ("persistentvolumeclaim", "pvc", "unbound", "storageclass", "volume"),
+            ),
+        ),
+        remediation=(
+            "Read the FailedScheduling event: it names the predicate that rejected each node.",
+            "Free or add capacity (cluster autoscaler limits, node pool size), or lower requests.",
+            "For volumes, fix the claim's storage class or zone so it can bind.",
+        ),
+        commands=(
+            "kubectl -n {namespace} describe {kind} {name}",
+            "kubectl describe nodes | grep -A8 'Allocated resources'",
+            "kubectl -n {namespace} get pvc",
+        ),
+    ),
+    "ProbeFailure": Playbook(
+        title="health probe failing",
+        impact="Failing readiness removes the pod from its Service; failing liveness restarts it.",
+        hypotheses=(
+            Hypothesis(
+                "The application is overloaded and answers the probe too slowly",
+                45,
+                "probe failures say 'context deadline exceeded' / timeout",
+                "latency and CPU throttling of the container at the time",
+                ("deadline exceeded", "timeout", "throttl"),
+            ),
+            Hypothesis(
+                "A dependency the health endpoint checks is down",
+                35,
+                "the endpoint answers 5xx rather than timing out",
+                "the health endpoint's response body and the dependency's status",
+                ("503", "500", "upstream", "connection refused"),
+            ),
+            Hypothesis(
+                "Probe misconfigured (port, path or initialDelaySeconds)",
+                20,
+                "failures from the first start, connection refused on the probe port",
+                "the probe spec against the container's listening port and path",
+                ("refused", "404", "port"),
+            ),
+        ),
+        remediation=(
+            "Check whether the endpoint is slow or failing: curl it from inside the pod.",
+            "If slow, raise timeoutSeconds and fix the load; if failing, fix the dependency.",
+            "Keep liveness probes free of dependency checks so a dependency outage cannot "
+            "restart every pod.",
+        ),
+        commands=(
+            "kubectl -n {namespace} describe {kind} {name} | grep -i -A3 probe",
+            "kubectl -n {namespace} exec {name} -- wget -qO- -T 2 http://127.0.0.1:8080/healthz",
+        ),
+    ),
 }
+
+# Upstream's and Kubernetes' other names for the faults a playbook covers.
+ALIASES = {
+    "CrashLoopBackOff": "CrashLoop",
+    "BackOff": "CrashLoop",
+    "Failed": "PodCrash",
+    "Error": "PodCrash",
+    "OOMKilling": "OOMKilled",
+    "NodeNotReady": "NodeUnhealthy",
+    "DiskPressure": "NodeUnhealthy",
+    "MemoryPressure": "NodeUnhealthy",
+    "EvictionThresholdMet": "NodeUnhealthy",
+    "DeploymentRolloutStalled": "DeploymentFailure",
+    "ProgressDeadlineExceeded": "DeploymentFailure",
+    "StatefulSetUnavailable": "DeploymentFailure",
+    "DaemonSetMisscheduled": "DeploymentFailure",
+    "FailedDaemonPod": "DeploymentFailure",
+    "FailedCreate": "DeploymentFailure",
+    "JobFailed": "JobFailure",
+    "BackoffLimitExceeded": "JobFailure",
+    "DeadlineExceeded": "JobFailure",
+    "ErrImagePull": "ImagePullBackOff",
+    "InvalidImageName": "ImagePullBackOff",
+    "PVCPending": "FailedScheduling",
+    "Unschedulable": "FailedScheduling",
+    "Unhealthy": "ProbeFailure",
+}
+
+
+def playbook_for(fault_type: str) -> tuple[str, Playbook]:
+    """(the playbook's name, the playbook) for a fault type; GENERIC when none fits."""
+    name = ALIASES.get(fault_type, fault_type)
+    if name in PLAYBOOKS:
+        return name, PLAYBOOKS[name]
+    return "generic", GENERIC
+
 
 GENERIC = Playbook(
     title="resource reported a fault",
@@ -405,7 +515,7 @@ def cell(value: Any) -> str:
 def build_report(incident: dict[str, Any], *, partial: bool = False) -> str:
     """The seven-section markdown report for `incident`."""
     fault_type = str(incident.get("faultType") or "Unknown")
-    playbook = PLAYBOOKS.get(fault_type, GENERIC)
+    playbook_name, playbook = playbook_for(fault_type)
     resource = incident.get("resource") or {}
     name = resource.get("name") or "(unnamed)"
     namespace = resource.get("namespace") or "default"
@@ -451,6 +561,13 @@ def build_report(incident: dict[str, Any], *, partial: bool = False) -> str:
         f"- {len(logs)} log sample(s) came with the event"
         + (f"; {len(panics)} contain a panic." if panics else "."),
     ]
+    for entry in panics[:3]:
+        first = next(
+            (line for line in str(entry.get("sample", "")).splitlines() if "panic" in line.lower()),
+            "",
+        )
+        if first:
+            lines.append(f"- `{entry.get('container') or '(container)'}` panicked: {cell(first)}")
     for entry in logs[:3]:
         container = entry.get("container") or "(container)"
         which = "previous" if entry.get("previous") else "current"
@@ -493,8 +610,8 @@ def build_report(incident: dict[str, Any], *, partial: bool = False) -> str:
         "## 6. Proof of work",
         "",
         "- Read `incident.json` and the event's context from the workspace.",
-        f"- Matched the `{fault_type}` playbook"
-        + ("" if fault_type in PLAYBOOKS else " (no specific playbook: generic checks)")
+        f"- Used the `{playbook_name}` playbook for `{fault_type}`"
+        + (" (no specific playbook: generic checks)" if playbook is GENERIC else "")
         + f" and scored {len(playbook.hypotheses)} hypotheses against {len(logs)} log sample(s).",
         "- This report comes from the stub agent (`incidents.stub_agent`): it has no cluster "
         "access, so the commands above are recommendations, not steps it ran.",

@@ -24,7 +24,7 @@ SECTIONS = [
 ]
 FAULT_TYPES = [
     "CrashLoop", "PodCrash", "OOMKilled", "NodeUnhealthy", "DeploymentFailure", "JobFailure",
-    "ImagePullBackOff", "SomethingNew",
+    "ImagePullBackOff", "FailedScheduling", "ProbeFailure", "SomethingNew",
 ]  # fmt: skip
 
 
@@ -82,6 +82,27 @@ def test_each_fault_type_gets_its_own_playbook():
     assert len(causes) == len(FAULT_TYPES)
     image = stub_agent.build_report(incident_document(faultType="ImagePullBackOff"))
     assert "kubectl -n checkout describe pod checkout-api-7f8b9c" in image
+
+
+@pytest.mark.parametrize(
+    ("fault_type", "playbook"),
+    [
+        ("NodeNotReady", "NodeUnhealthy"),
+        ("BackoffLimitExceeded", "JobFailure"),
+        ("PVCPending", "FailedScheduling"),
+        ("OOMKilling", "OOMKilled"),
+        ("SomethingNew", "generic"),
+    ],
+)
+def test_upstream_names_of_a_fault_use_its_playbook(fault_type, playbook):
+    report = stub_agent.build_report(incident_document(faultType=fault_type))
+    assert f"Used the `{playbook}` playbook for `{fault_type}`" in report
+    assert report.startswith(f"# Investigation: {fault_type} of ")
+
+
+def test_a_panic_in_the_logs_is_a_finding():
+    report = stub_agent.build_report(incident_document())
+    assert "- `api` panicked: panic: missing env STRIPE_KEY" in report
 
 
 def test_log_evidence_reranks_hypotheses():

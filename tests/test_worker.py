@@ -15,7 +15,7 @@ from django.utils import timezone
 from incidents.choices import Status
 from incidents.models import AgentExecution, Incident, TriageReport
 from incidents.store import WORKER_LOST, WORKER_LOST_TWICE
-from incidents.worker import Mode, Worker, WorkerConfig, triage_incident
+from incidents.worker import Mode, Worker, WorkerConfig, pipeline, triage_incident
 from incidents.worker.pipeline import CLAIM_LOST
 from tests.builders import make_execution, make_fault_event, make_incident
 
@@ -219,6 +219,49 @@ def test_agent_that_cannot_start_is_agent_failed(workspace_root):
         "agent could not start: /nonexistent/agent: No such file or directory"
     )
     assert summary.outcomes[Status.AGENT_FAILED] == 1
+
+
+def test_a_pipeline_bug_fails_that_incident_and_the_worker_goes_on(run_triage, monkeypatch):
+    first = make_incident(created_at=timezone.now() - timedelta(minutes=1))
+    second = make_incident()
+    calls = []
+
+    def broken_once(workspace):
+        calls.append(workspace)
+        if len(calls) == 1:
+            raise RuntimeError("disk on fire")
+        return real_read_report(workspace)
+
+    real_read_report = pipeline.read_report
+    monkeypatch.setattr(pipeline, "read_report", broken_once)
+    summary = run_triage("--until-empty", command=agent())
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, first.failure_reason) == (
+        Status.AGENT_FAILED,
+        "worker error: RuntimeError: disk on fire",
+    )
+    assert second.status == Status.RESOLVED
+    assert summary.startswith("triaged 2: resolved 1, failed 0, agent_failed 1")
+
+
+def test_each_step_logs_one_structured_line(run_triage, caplog):
+    incident = make_incident()
+    with caplog.at_level("INFO", logger="incidents.worker"):
+        run_triage("--once", command=agent())
+    steps = [record for record in caplog.records if getattr(record, "incident_id", None)]
+    assert [record.step for record in steps] == [
+        "claimed",
+        "agent started",
+        "agent finished",
+        "report recorded",
+        "completed",
+    ]
+    assert {record.incident_id for record in steps} == {str(incident.incident_id)}
+    assert steps[-1].status == Status.RESOLVED
+    assert all(record.duration_s >= 0 for record in steps)
+    (finished,) = [r for r in caplog.records if getattr(r, "step", "") == "worker finished"]
+    assert (finished.triaged, finished.count_resolved) == (1, 1)
 
 
 # -- the workspace and what the agent sees ---------------------------------------------------------
@@ -431,6 +474,8 @@ def test_default_agent_is_the_stub(run_triage, monkeypatch, outcome, status):
 
 
 # -- concurrency ----------------------------------------------------------------------------------
+# SQLite's in-memory test database is shared-cache, whose table locks ignore the busy timeout;
+# a file database (the demo's) handles concurrent slots, PostgreSQL is what this test pins down.
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_slots_run_each_incident_once(run_triage, tmp_path):

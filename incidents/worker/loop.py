@@ -22,7 +22,8 @@ from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from incidents.choices import Status
-from incidents.store import DjangoStateStore
+from incidents.models import Incident
+from incidents.store import DjangoStateStore, StoreError
 from incidents.worker.config import WorkerConfig
 from incidents.worker.pipeline import triage_incident
 
@@ -189,17 +190,42 @@ class Worker:
                 if not self._take_claim():
                     return
                 incident = store.claim_next_incident()
+                if incident is None:
+                    if self.mode != Mode.FOREVER:
+                        return
+                    self._stop.wait(self.config.poll_interval)
+                    continue
+                self._triage(store, incident)
             except DatabaseError:
+                # The database is unreachable or refused a write. A claimed incident stays
+                # investigating and is recovered as lost; a long-running worker waits and retries.
                 if self.mode != Mode.FOREVER:
                     raise
-                logger.exception("database unavailable; retrying", extra={"step": "db error"})
+                logger.exception("database error; retrying", extra={"step": "database error"})
                 connections[store.using].close()
                 self._stop.wait(self.config.poll_interval)
-                continue
-            if incident is None:
-                if self.mode != Mode.FOREVER:
-                    return
-                self._stop.wait(self.config.poll_interval)
-                continue
+
+    def _triage(self, store: DjangoStateStore, incident: Incident) -> None:
+        """Triage a claimed incident; a bug in the pipeline fails that incident, not the worker."""
+        try:
             outcome = triage_incident(store, incident, self.config)
-            self.summary.count(outcome.status)
+        except DatabaseError:
+            raise
+        except Exception as error:
+            logger.exception(
+                "worker error incident=%s",
+                incident.incident_id,
+                extra={"step": "worker error", "incident_id": str(incident.incident_id)},
+            )
+            try:
+                store.complete_incident(
+                    incident.incident_id,
+                    None,
+                    failure_reason=f"worker error: {type(error).__name__}: {error}",
+                    status=Status.AGENT_FAILED,
+                )
+            except StoreError:
+                pass  # it was completed before the error: nothing left to record
+            self.summary.count(Status.AGENT_FAILED)
+            return
+        self.summary.count(outcome.status)
