@@ -84,14 +84,16 @@ class TimeBoundField(forms.CharField):
         if not text:
             return None
         try:
-            moment = parse_datetime(text)
-            if moment is None:
-                day = parse_date(text)
-                if day is None:
-                    raise ValueError(text)
+            # A bare date first: parse_datetime would read it as midnight, losing "whole day".
+            day = parse_date(text) if len(text) == 10 else None
+            if day is not None:
                 if self.upper:
                     day += timedelta(days=1)
                 moment = datetime.combine(day, time.min)
+            else:
+                moment = parse_datetime(text)
+                if moment is None:
+                    raise ValueError(text)
         except (ValueError, OverflowError):
             raise ValidationError(self.error_messages["invalid"], code="invalid") from None
         if timezone.is_naive(moment):

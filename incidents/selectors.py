@@ -265,6 +265,13 @@ class Window:
     end: datetime
     is_default: bool  # no created_after given: the last DEFAULT_WINDOW_DAYS days
     clamped: bool  # the filter's range was longer than MAX_CHART_DAYS and was cut
+    open_ended: bool = False  # no created_before given: the window ends now
+
+    @property
+    def cache_text(self) -> str:
+        """The window in a cache key: an open end is "now", whenever it is computed."""
+        end = "now" if self.open_ended else self.end.isoformat()
+        return f"{self.start.isoformat()}|{end}"
 
     @property
     def days(self) -> list[date]:
@@ -279,7 +286,9 @@ def summary_window(
     days, today included) and cut to the last MAX_CHART_DAYS days of the range."""
     now = now or timezone.now()
     end = created_before or now
-    today = end.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    # The day of the window's last moment (`end` itself is excluded).
+    last = (end - timedelta(microseconds=1)).astimezone(UTC)
+    today = last.replace(hour=0, minute=0, second=0, microsecond=0)
     if created_after is None:
         start = today - timedelta(days=DEFAULT_WINDOW_DAYS - 1)
     else:
@@ -289,7 +298,13 @@ def summary_window(
     if clamped:
         start = earliest
     start = min(start, end)
-    return Window(start=start, end=end, is_default=created_after is None, clamped=clamped)
+    return Window(
+        start=start,
+        end=end,
+        is_default=created_after is None,
+        clamped=clamped,
+        open_ended=created_before is None,
+    )
 
 
 @dataclass(frozen=True)
@@ -342,9 +357,7 @@ def summarize(queryset: QuerySet[Incident], window: Window, *, cache_key: str) -
     """
     key = (
         "incidents:summary:"
-        + hashlib.sha256(
-            f"{cache_key}|{window.start.isoformat()}|{window.end.isoformat()}".encode()
-        ).hexdigest()
+        + hashlib.sha256(f"{cache_key}|{window.cache_text}".encode()).hexdigest()
     )
     cached = cache.get(key)
     if cached is not None:

@@ -68,6 +68,29 @@ def human_duration(value: timedelta | None) -> str:
     return sign + text
 
 
+@register.filter
+def since(value: datetime | None, now: datetime | None = None) -> str:
+    """A compact relative time for tables: `just now`, `12m ago`, `5h ago`, `3d 4h ago`,
+    `9d ago` (in the future: `in 5m`). The absolute time goes in the cell's title."""
+    if value is None:
+        return ""
+    delta = (now or timezone.now()) - value
+    future = delta.total_seconds() < 0
+    seconds = abs(int(delta.total_seconds()))
+    if seconds < 45:
+        return "just now"
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if minutes < 60:
+        text = f"{max(minutes, 1)}m"
+    elif hours < 24:
+        text = f"{hours}h"
+    elif days < 7:
+        text = f"{days}d {hours % 24}h" if hours % 24 else f"{days}d"
+    else:
+        text = f"{days}d"
+    return f"in {text}" if future else f"{text} ago"
+
+
 @register.simple_tag
 def elapsed(start: datetime | None, end: datetime | None) -> str:
     """The time from `start` to `end` as human_duration; empty when either is missing."""
@@ -193,8 +216,8 @@ def fault_context(text: str) -> FaultContext:
 
 # --- the chart --------------------------------------------------------------------------------
 
-CHART_WIDTH = 720
-CHART_HEIGHT = 200
+CHART_WIDTH = 1100
+CHART_HEIGHT = 180
 _LEFT, _RIGHT, _TOP, _BOTTOM = 40, 8, 10, 26
 # Stacked from the bottom, most severe first: the bars' bases are what the eye compares.
 _STACK = [Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW]
@@ -218,10 +241,11 @@ class AxisLabel:
 
 
 def _nice_ceiling(value: int) -> int:
-    """The smallest of 1, 2, 5 × 10^n at or above `value` (at least 1)."""
+    """The smallest of 1, 2, 4, 5, 6, 8 × 10^n at or above `value` (at least 1): a top whose
+    half is a round number too."""
     step = 1
     while True:
-        for factor in (1, 2, 5):
+        for factor in (1, 2, 4, 5, 6, 8):
             if step * factor >= value:
                 return step * factor
         step *= 10
@@ -272,7 +296,8 @@ def incident_chart(summary: Summary) -> dict:
             )
     grid = [
         AxisLabel(x=_LEFT - 6, y=round(_TOP + plot_height * (1 - fraction), 2), text=f"{value:g}")
-        for fraction, value in ((0, 0), (0.5, top / 2), (1, top))
+        for fraction, value in ((0, 0), (0.5, top // 2), (1, top))
+        if fraction != 0.5 or top % 2 == 0  # no half-incident gridline
     ]
     busiest = max(days, key=lambda bar: bar.total, default=None)
     description = (
