@@ -119,7 +119,8 @@ def _decode(raw: Mapping | str | bytes) -> dict:
         if len(raw) > limit:
             raise _too_large(len(raw))
         try:
-            value = json.loads(raw)
+            # Decoded here, not by json.loads, which would also guess UTF-16 and UTF-32.
+            value = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as error:
             raise RejectedRecord(f"record is not UTF-8 text ({error.reason})") from None
         except json.JSONDecodeError as error:
@@ -216,6 +217,11 @@ def _text(value: Any, name: str, *, required: bool) -> str:
         raise RejectedRecord(f"{name} is longer than {MAX_FIELD_LENGTH} characters")
     if "\x00" in value:
         raise RejectedRecord(f"{name} contains a NUL character")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate, from "\ud800" in the JSON
+            raise RejectedRecord(f"{name} is not valid Unicode (a lone surrogate)") from None
     return value
 
 
