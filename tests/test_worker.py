@@ -264,6 +264,18 @@ def test_each_step_logs_one_structured_line(run_triage, caplog):
     assert (finished.triaged, finished.count_resolved) == (1, 1)
 
 
+def test_relative_agent_path_is_taken_from_the_workers_directory(run_triage, tmp_path, monkeypatch):
+    program = tmp_path / "bin" / "agent"
+    program.parent.mkdir()
+    program.write_text(f"#!{sys.executable}\n" + AGENT.read_text())
+    program.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    incident = make_incident()
+    run_triage("--once", command="bin/agent --exit 0")
+    incident.refresh_from_db()
+    assert incident.status == Status.RESOLVED
+
+
 # -- the workspace and what the agent sees ---------------------------------------------------------
 def test_workspace_holds_incident_and_event_as_camel_case_json(run_triage, workspace_root):
     event = make_fault_event(

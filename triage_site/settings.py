@@ -5,6 +5,7 @@ production and must be given DJANGO_SECRET_KEY.
 """
 
 import os
+import shlex
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -259,7 +260,7 @@ LOGGING = {
 
 # --- The triage pipeline -------------------------------------------------------------------
 TRIAGE_AGENT_COMMAND = os.environ.get("TRIAGE_AGENT_COMMAND") or (
-    f"{sys.executable} -m incidents.stub_agent"
+    f"{shlex.quote(sys.executable)} -m incidents.stub_agent"  # run_triage splits it with shlex
 )
 TRIAGE_WORKSPACE_ROOT = Path(
     os.environ.get("TRIAGE_WORKSPACE_ROOT") or BASE_DIR / "var" / "workspaces"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from dataclasses import dataclass
 from datetime import timedelta
@@ -32,8 +33,15 @@ class WorkerConfig:
 
     @property
     def argv(self) -> list[str]:
-        """The agent command split like a shell would (no shell runs it)."""
-        return shlex.split(self.agent_command)
+        """The agent command split like a shell would (no shell runs it).
+
+        A relative program path (`scripts/agent`) is made absolute against the worker's working
+        directory, since the agent itself runs in its workspace.
+        """
+        argv = shlex.split(self.agent_command)
+        if argv and os.sep in argv[0] and not os.path.isabs(argv[0]):
+            argv[0] = os.path.abspath(argv[0])
+        return argv
 
     @property
     def lost_after(self) -> timedelta:

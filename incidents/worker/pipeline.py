@@ -41,6 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from incidents.choices import Status
@@ -148,10 +149,14 @@ def judge(result: AgentResult, workspace: Workspace, *, timeout: float) -> Verdi
 
 
 def agent_env(
-    workspace: Workspace, incident: Incident, execution_id: object, timeout: float
+    workspace: Workspace,
+    incident: Incident,
+    execution_id: object,
+    timeout: float,
+    inherited_python_path: str = "",
 ) -> dict[str, str]:
     """The variables the agent gets on top of the worker's (non-secret) environment."""
-    python_path = [str(settings.BASE_DIR), os.environ.get("PYTHONPATH", "")]
+    python_path = [str(settings.BASE_DIR), inherited_python_path]
     return {
         "TRIAGE_INCIDENT_ID": str(incident.incident_id),
         "TRIAGE_EXECUTION_ID": str(execution_id),
@@ -227,9 +232,16 @@ def triage_incident(
     store.record_agent_execution(execution)
     _log("agent started", incident, incident.status, started, workspace=str(workspace.path))
 
+    base_env = os.environ if base_env is None else base_env
     env = agent_environment(
-        os.environ if base_env is None else base_env,
-        agent_env(workspace, incident, execution.execution_id, config.timeout),
+        base_env,
+        agent_env(
+            workspace,
+            incident,
+            execution.execution_id,
+            config.timeout,
+            base_env.get("PYTHONPATH", ""),
+        ),
     )
     result = run_agent(
         config.argv,
@@ -265,35 +277,44 @@ def _finish(
     verdict: Verdict,
     started: float,
 ) -> Outcome:
-    if not _still_ours(store, incident):
-        # Another worker's recovery took the incident back; it owns the outcome now. The message
-        # keeps the WORKER_LOST mark recovery gave this execution, so losses still count.
-        execution.error_message = (
-            f"{WORKER_LOST}: recovered by another worker before this run ended "
-            f"({verdict.failure_reason or 'resolved'})"
-        )
-        store.record_agent_execution(execution)
+    """Record points 3-5 in one transaction: a crash leaves all of them or none."""
+    report_id = None
+    # The rendering is the slow part; do it before taking any lock.
+    html = render_markdown(verdict.report_markdown) if verdict.report_markdown is not None else ""
+    with transaction.atomic(using=store.using):
+        if not _still_ours(store, incident):
+            # Another worker's recovery took the incident back; it owns the outcome now. The
+            # message keeps the WORKER_LOST mark recovery gave this execution, so losses count.
+            execution.error_message = (
+                f"{WORKER_LOST}: recovered by another worker before this run ended "
+                f"({verdict.failure_reason or 'resolved'})"
+            )
+            store.record_agent_execution(execution)
+            claim_lost = True
+        else:
+            claim_lost = False
+            store.record_agent_execution(execution)
+            if verdict.report_markdown is not None:
+                report = store.record_triage_report(
+                    TriageReport(
+                        incident_id=incident.incident_id,
+                        execution_id=execution.execution_id,
+                        report_markdown=verdict.report_markdown,
+                        report_html=html,
+                    )
+                )
+                report_id = report.report_id
+            store.complete_incident(
+                incident.incident_id,
+                verdict.exit_code,
+                failure_reason=verdict.failure_reason,
+                status=verdict.status,
+            )
+    if claim_lost:
         _log("claim lost", incident, CLAIM_LOST, started)
         return Outcome(incident.incident_id, CLAIM_LOST, time.monotonic() - started)
-    store.record_agent_execution(execution)
-    report_id = None
-    if verdict.report_markdown is not None:
-        report = store.record_triage_report(
-            TriageReport(
-                incident_id=incident.incident_id,
-                execution_id=execution.execution_id,
-                report_markdown=verdict.report_markdown,
-                report_html=render_markdown(verdict.report_markdown),
-            )
-        )
-        report_id = report.report_id
+    if report_id is not None:
         _log("report recorded", incident, verdict.status, started, report_id=str(report_id))
-    store.complete_incident(
-        incident.incident_id,
-        verdict.exit_code,
-        failure_reason=verdict.failure_reason,
-        status=verdict.status,
-    )
     _log(
         "completed",
         incident,
