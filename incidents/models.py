@@ -144,20 +144,58 @@ class Incident(models.Model):
                 name="incidents_one_open_per_fault",
             ),
         ]
+        # The dashboard's summary groups the rows of a time window by (day, severity, status,
+        # cluster); every created_at-ordered index INCLUDEs those columns so the summary, with no
+        # filter or one, and the capped counts are index-only scans (PostgreSQL; SQLite ignores
+        # INCLUDE). Measured at 1 M rows: a filtered summary 80-90 ms -> 17 ms, a three-filter
+        # summary 147 ms -> 8 ms (see bench/dashboard.py).
         indexes = [
-            # The unfiltered dashboard: newest first.
-            models.Index(fields=["-created_at"], name="incidents_created_idx"),
+            # The unfiltered dashboard: newest first, keyset pages, the last page (read backward).
+            models.Index(
+                fields=["-created_at"],
+                name="incidents_created_idx",
+                include=["severity", "status", "cluster"],
+            ),
             # FIFO claim (status = pending ORDER BY created_at) and the status filter.
-            models.Index(fields=["status", "created_at"], name="incidents_status_created_idx"),
+            models.Index(
+                fields=["status", "created_at"],
+                name="incidents_status_created_idx",
+                include=["severity", "cluster"],
+            ),
             # "Newest first within a filter", one per filterable column the design marks.
-            models.Index(fields=["cluster", "created_at"], name="incidents_cluster_created_idx"),
-            models.Index(fields=["severity", "created_at"], name="incidents_severity_created_idx"),
-            models.Index(fields=["resource_kind", "created_at"], name="incidents_kind_created_idx"),
+            models.Index(
+                fields=["cluster", "created_at"],
+                name="incidents_cluster_created_idx",
+                include=["severity", "status"],
+            ),
+            models.Index(
+                fields=["severity", "created_at"],
+                name="incidents_severity_created_idx",
+                include=["status", "cluster"],
+            ),
+            models.Index(
+                fields=["resource_kind", "created_at"],
+                name="incidents_kind_created_idx",
+                include=["severity", "status", "cluster"],
+            ),
             models.Index(
                 fields=["resource_namespace", "created_at"],
                 name="incidents_ns_created_idx",
+                include=["severity", "status", "cluster"],
             ),
-            models.Index(fields=["fault_type", "created_at"], name="incidents_ftype_created_idx"),
+            models.Index(
+                fields=["fault_type", "created_at"],
+                name="incidents_ftype_created_idx",
+                include=["severity", "status", "cluster"],
+            ),
+            # The triage view, severity and status together ("critical and failed"), newest
+            # first; any third filter is checked on these few rows instead of ANDing bitmaps of
+            # three large indexes (28-50 ms at 1 M rows).
+            models.Index(
+                fields=["severity", "status", "created_at"],
+                name="incidents_sev_status_idx",
+                include=["cluster"],
+            ),
             # Replay detection (same fault and timestamp) and a fault's recurrence history.
             models.Index(fields=["fault", "timestamp"], name="incidents_fault_timestamp_idx"),
         ]
