@@ -4,6 +4,7 @@ import json
 import shlex
 import stat
 import sys
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -107,6 +108,24 @@ def test_invalid_report_is_agent_failed(run_triage, report, reason):
     )
     assert not TriageReport.objects.exists()
     assert AgentExecution.objects.get(incident=incident).error_message == reason
+
+
+def test_oversized_report_is_agent_failed_without_being_read(run_triage):
+    incident = make_incident()
+    run_triage("--once", command=agent("--report-bytes", str(3 * 1024 * 1024)))
+    incident.refresh_from_db()
+    assert incident.status == Status.AGENT_FAILED
+    assert incident.failure_reason == (
+        "investigation report too large: 3145728 bytes (at most 2097152 accepted)"
+    )
+
+
+def test_agent_killed_by_a_signal_is_agent_failed(run_triage):
+    incident = make_incident()
+    run_triage("--once", command=agent("--kill-self", "SIGSEGV", "--stderr", "segfault here"))
+    incident.refresh_from_db()
+    assert (incident.status, incident.exit_code) == (Status.AGENT_FAILED, None)
+    assert incident.failure_reason == "agent killed by signal SIGSEGV: segfault here"
 
 
 def test_report_of_exactly_one_hundred_bytes_is_accepted(run_triage):
@@ -397,6 +416,23 @@ def test_empty_queue_exits_with_an_empty_summary(run_triage):
     make_incident(status=Status.RESOLVED)
     summary = run_triage("--until-empty", command=agent())
     assert summary.startswith("triaged 0: resolved 0, failed 0, agent_failed 0; lost requeued 0")
+
+
+def test_stop_lets_the_running_agent_finish_and_claims_nothing_more(workspace_root):
+    first = make_incident(created_at=timezone.now() - timedelta(minutes=1))
+    second = make_incident()
+    config = WorkerConfig(
+        agent_command=agent("--sleep", "1"), workspace_root=workspace_root, poll_interval=0.1
+    )
+    worker = Worker(config, mode=Mode.FOREVER)
+    stopper = threading.Timer(0.5, worker.stop)  # what SIGTERM/SIGINT do, mid-run
+    stopper.start()
+    summary = worker.run()
+    stopper.join()
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, second.status) == (Status.RESOLVED, Status.PENDING)
+    assert summary.triaged == 1
 
 
 # -- crash recovery ------------------------------------------------------------------------------

@@ -32,7 +32,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--report", choices=["full", "small", "none", "symlink"], default="full")
     parser.add_argument("--report-text", help="exact report content (overrides --report full)")
+    parser.add_argument("--report-bytes", type=int, help="write a report of this many bytes")
     parser.add_argument("--exit", type=int, default=0)
+    parser.add_argument("--kill-self", help="end by this signal (e.g. SIGSEGV) instead")
     parser.add_argument("--stderr", default="")
     parser.add_argument("--nul", action="store_true", help="end stderr and report with NUL")
     parser.add_argument("--stdout-bytes", type=int, default=0)
@@ -72,7 +74,9 @@ def main() -> int:
     time.sleep(options.sleep)
 
     report = Path(os.environ["TRIAGE_REPORT_FILE"])
-    if options.report_text is not None:
+    if options.report_bytes is not None:
+        report.write_bytes(b"# big\n" + b"x" * (options.report_bytes - 6))
+    elif options.report_text is not None:
         report.write_text(options.report_text + nul)
     elif options.report == "full":
         report.write_text(FULL_REPORT.format(incident_id=incident["incidentId"]))
@@ -80,6 +84,8 @@ def main() -> int:
         report.write_text("# tiny\n")
     elif options.report == "symlink":
         report.symlink_to(Path(os.environ["TRIAGE_INCIDENT_FILE"]))
+    if options.kill_self:
+        os.kill(os.getpid(), getattr(signal, options.kill_self))
     return options.exit
 
 
