@@ -7,6 +7,7 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
 from incidents.admin.common import IdSearchMixin, admin_change_link
+from incidents.admin.filters import IndexedValuesListFilter
 from incidents.admin.incident import ReportInline
 from incidents.models import AgentExecution
 
@@ -41,7 +42,12 @@ class AgentExecutionAdmin(IdSearchMixin, admin.ModelAdmin):
         "exit_code",
         "error_summary",
     )
-    list_filter = (OutcomeFilter, "incident__status", "incident__severity", "incident__cluster")
+    list_filter = (
+        OutcomeFilter,
+        "incident__status",
+        "incident__severity",
+        ("incident__cluster", IndexedValuesListFilter),
+    )
     search_fields = ("error_message",)
     uuid_search_fields = ("execution_id", "incident_id")
     search_help_text = "Part of the error message, or a whole execution or incident id."

@@ -22,6 +22,7 @@ from django.utils.http import urlencode
 
 from incidents.admin.common import IdSearchMixin, StoreBackedAdmin, describe_changes
 from incidents.admin.context import pretty_context
+from incidents.admin.filters import IndexedValuesListFilter
 from incidents.models import FaultEvent, Incident
 from incidents.store import DjangoStateStore
 
@@ -85,7 +86,13 @@ class FaultEventAdmin(IdSearchMixin, StoreBackedAdmin):
         "timestamp",
         "incidents",
     )
-    list_filter = ("severity", "cluster", "fault_type", "resource_kind", "resource_namespace")
+    list_filter = (
+        "severity",
+        ("cluster", IndexedValuesListFilter),
+        ("fault_type", IndexedValuesListFilter),
+        ("resource_kind", IndexedValuesListFilter),
+        ("resource_namespace", IndexedValuesListFilter),
+    )
     search_fields = ("resource_name", "resource_namespace", "resource_uid")
     exact_search_fields = ("fault_id",)
     search_help_text = "Resource name, namespace or uid (part of it), or a whole fault id."

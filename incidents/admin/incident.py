@@ -27,6 +27,7 @@ from incidents.admin.common import (
     public_report_link,
 )
 from incidents.admin.context import pretty_context
+from incidents.admin.filters import IndexedValuesListFilter
 from incidents.choices import OPEN_STATUSES, TERMINAL_STATUSES, TRANSITIONS, Status, can_transition
 from incidents.models import DENORMALIZED_FIELDS, AgentExecution, Incident, TriageReport
 from incidents.store import DjangoStateStore, StoreError
@@ -209,10 +210,10 @@ class IncidentAdmin(IdSearchMixin, StoreBackedAdmin):
     list_filter = (
         "status",
         "severity",
-        "cluster",
-        "fault_type",
-        "resource_kind",
-        "resource_namespace",
+        ("cluster", IndexedValuesListFilter),
+        ("fault_type", IndexedValuesListFilter),
+        ("resource_kind", IndexedValuesListFilter),
+        ("resource_namespace", IndexedValuesListFilter),
     )
     search_fields = ("resource_name", "resource_namespace", "resource_uid")
     uuid_search_fields = ("incident_id",)

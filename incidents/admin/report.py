@@ -15,6 +15,7 @@ from incidents.admin.common import (
     admin_change_link,
     public_report_link,
 )
+from incidents.admin.filters import IndexedValuesListFilter
 from incidents.models import TriageReport
 from incidents.rendering import render, sanitize
 from incidents.store import DjangoStateStore
@@ -39,7 +40,11 @@ class TriageReportForm(forms.ModelForm):
 class TriageReportAdmin(IdSearchMixin, StoreBackedAdmin):
     form = TriageReportForm
     list_display = ("short_id", "incident", "execution_ref", "generated_at", "rendered")
-    list_filter = ("incident__status", "incident__severity", "incident__cluster")
+    list_filter = (
+        "incident__status",
+        "incident__severity",
+        ("incident__cluster", IndexedValuesListFilter),
+    )
     search_fields = ("incident__resource_name",)
     uuid_search_fields = ("report_id", "incident_id", "execution_id")
     search_help_text = (
