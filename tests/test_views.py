@@ -601,3 +601,9 @@ def test_pages_have_no_inline_script_style_or_event_handler(admin_client, client
         assert not re.search(r"\sstyle\s*=", html)
         assert not re.search(r"\son[a-z]+\s*=", html)
         assert "https://" not in re.sub(r'href="https?://[^"]*"', "", html)  # no CDN
+
+
+def test_thousands_of_repeated_parameters_are_refused_not_a_crash(admin_client):
+    query = "&".join(["status=failed"] * 2000)
+    assert admin_client.get(f"{LIST}?{query}").status_code == 400
+    assert admin_client.get(reverse("incidents:export") + f"?{query}").status_code == 400
