@@ -291,3 +291,31 @@ def test_filter_choices_walk_the_index_on_postgresql(admin_client):
     assert choices["resource namespace"] == sorted(
         Incident.objects.values_list("resource_namespace", flat=True).distinct()
     )
+
+
+# session, user, the object, then: incident -> its executions, its reports (texts deferred);
+# fault event -> nothing more (its incident count is a subquery); execution -> its reports, its
+# incident; report -> its incident, its execution. None grows with the number of related rows.
+CHANGE_PAGE_QUERIES = {"incident": 5, "faultevent": 3, "agentexecution": 5, "triagereport": 5}
+
+
+@pytest.mark.parametrize("reports", [1, 20])
+@pytest.mark.parametrize("model_name", CHANGE_PAGE_QUERIES)
+def test_change_page_query_count_is_constant(
+    admin_client, django_assert_num_queries, model_name, reports
+):
+    incident = make_incident(status=Status.FAILED)
+    report = make_report(incident)
+    for _ in range(reports - 1):
+        make_report(incident)
+    pk = {
+        "incident": incident.pk,
+        "faultevent": incident.fault_id,
+        "agentexecution": report.execution_id,
+        "triagereport": report.pk,
+    }[model_name]
+    url = reverse(f"admin:incidents_{model_name}_change", args=[pk])
+    admin_client.get(url)  # warm the content-type cache
+    with django_assert_num_queries(CHANGE_PAGE_QUERIES[model_name]):
+        response = admin_client.get(url)
+    assert response.status_code == 200
