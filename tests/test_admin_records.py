@@ -63,6 +63,12 @@ def test_correcting_a_fault_event_updates_all_its_incidents(admin_client, admin_
     assert "Cluster: prod-us-east-1 → prod-eu-west-1" in message
     assert "Resource name: " in message and "Timestamp: " in message
     assert message.endswith("copied to 3 incidents")
+    for incident in incidents:
+        (entry,) = history(incident)
+        assert "Cluster: prod-us-east-1 → prod-eu-west-1" in entry
+        assert entry.endswith(f"(corrected on fault event {event.pk})")
+        assert "Severity: low → critical" in entry
+    assert history(bystander) == []
 
 
 def test_fault_id_is_read_only(admin_client, admin_form_data):
@@ -200,3 +206,17 @@ def test_report_incident_and_execution_are_not_editable(admin_client, admin_form
 def test_no_add_page(admin_client, model):
     url = reverse(f"admin:incidents_{model._meta.model_name}_add")
     assert admin_client.get(url).status_code == 403
+
+
+def test_propagated_correction_is_logged_on_every_incident_in_batches(
+    admin_client, admin_form_data, monkeypatch
+):
+    monkeypatch.setattr("incidents.admin.fault_event.HISTORY_BATCH_SIZE", 2)
+    event = make_fault_event(save=True, severity="low")
+    incidents = [make_incident(event=event, status=Status.FAILED) for _ in range(4)]
+    incidents.append(make_incident(event=event))
+    data = admin_form_data(admin_client.get(change_url(event)))
+    response = admin_client.post(change_url(event), {**data, "severity": "high"})
+    assert response.status_code == 302
+    for incident in incidents:
+        assert history(incident) == [f"Severity: low → high (corrected on fault event {event.pk})"]

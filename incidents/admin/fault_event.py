@@ -8,10 +8,12 @@ all its incidents in one transaction.
 from __future__ import annotations
 
 import json
+from itertools import islice
 from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.core.exceptions import ValidationError
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
@@ -25,6 +27,9 @@ from incidents.admin.context import pretty_context
 from incidents.admin.filters import IndexedValuesListFilter
 from incidents.models import FaultEvent, Incident
 from incidents.store import DjangoStateStore
+
+RESOURCE_LABEL_FIELDS = ("resource_namespace", "resource_kind", "resource_name")
+HISTORY_BATCH_SIZE = 1000
 
 # What staff may correct, in form order; each one is copied onto the fault's incidents.
 CORRECTABLE_FIELDS = (
@@ -72,6 +77,22 @@ def incident_count() -> Coalesce:
         .values("n")
     )
     return Coalesce(Subquery(per_fault, output_field=IntegerField()), 0)
+
+
+def log_on_incidents(request: HttpRequest, event: FaultEvent, message: str) -> None:
+    """One history entry on each incident of `event`, written in batches.
+
+    Runs in the change form's transaction, with the correction itself: the incidents' history
+    and their new values commit together. Only the columns `Incident.__str__` needs are read.
+    """
+    incidents = (
+        Incident.objects.filter(fault_id=event.pk)
+        .order_by()
+        .only("incident_id", "status", "fault_type", *RESOURCE_LABEL_FIELDS)
+        .iterator(chunk_size=HISTORY_BATCH_SIZE)
+    )
+    while batch := list(islice(incidents, HISTORY_BATCH_SIZE)):
+        LogEntry.objects.log_actions(request.user.pk, batch, CHANGE, message)
 
 
 @admin.register(FaultEvent)
@@ -171,8 +192,11 @@ class FaultEventAdmin(IdSearchMixin, StoreBackedAdmin):
             form.history_message = ""
             return
         event, updated = DjangoStateStore().correct_fault_event(obj.pk, **changes)
-        lines = describe_changes(
-            form.initial, {name: getattr(event, name) for name in changes}, changes
+        lines = "; ".join(
+            describe_changes(
+                form.initial, {name: getattr(event, name) for name in changes}, changes
+            )
         )
         noun = "incident" if updated == 1 else "incidents"
-        form.history_message = f"{'; '.join(lines)}; copied to {updated} {noun}"
+        form.history_message = f"{lines}; copied to {updated} {noun}"
+        log_on_incidents(request, event, f"{lines} (corrected on fault event {event.pk})")
