@@ -167,6 +167,7 @@ def test_an_untouched_status_is_not_moved_back_when_a_worker_moved_it(
     assert response.status_code == 302
     incident.refresh_from_db()
     assert incident.status == Status.INVESTIGATING
+    assert history(incident) == ["No fields changed."]
 
 
 def test_a_status_edit_of_a_row_that_moved_meanwhile_is_a_conflict(admin_client, admin_form_data):

@@ -13,7 +13,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils.html import format_html
 
 from incidents.store import StoreError
@@ -44,16 +44,15 @@ def describe_value(value: Any) -> str:
 
 
 def describe_changes(
-    before: Mapping[str, Any], after: Mapping[str, Any], names: Iterable[str], labels=None
+    before: Mapping[str, Any], after: Mapping[str, Any], names: Iterable[str]
 ) -> list[str]:
-    """`Label: old → new` for each name whose value differs between `before` and `after`."""
-    labels = labels or {}
+    """`Field name: old → new` for each name whose value differs between `before` and `after`."""
     lines = []
     for name in names:
         old, new = before.get(name), after.get(name)
         if old == new or (old in (None, "") and new in (None, "")):
             continue
-        label = labels.get(name, name.replace("_", " ").capitalize())
+        label = name.replace("_", " ").capitalize()
         lines.append(f"{label}: {describe_value(old)} → {describe_value(new)}")
     return lines
 
@@ -68,11 +67,8 @@ def admin_change_link(obj: Model | None, text: str | None = None) -> str:
 
 
 def public_report_link(report_id: uuid.UUID, text: str = "rendered report") -> str:
-    """A link to the dashboard's rendered report page; empty while that page does not exist."""
-    try:
-        url = reverse("incidents:report", args=[report_id])
-    except NoReverseMatch:
-        return ""
+    """A link to the dashboard's page for the report (rendered, sanitized), in a new tab."""
+    url = reverse("incidents:report", args=[report_id])
     return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', url, text)
 
 
@@ -135,11 +131,15 @@ class StoreBackedAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(request.get_full_path())
 
     def construct_change_message(self, request, form, formsets, add=False):
-        """The message save_model composed (what changed, old → new), else Django's default."""
+        """The message save_model composed from what the store stored (old → new).
+
+        Django's default lists the form's changed fields, which can differ from what was stored
+        (a stale status the user left alone is "changed" in the form, yet nothing moves).
+        """
         message = getattr(form, self.history_message_attr, None)
-        if message:
-            return message
-        return super().construct_change_message(request, form, formsets, add)
+        if message is None:
+            return super().construct_change_message(request, form, formsets, add)
+        return message or "No fields changed."
 
 
 class ReadOnlyInline(admin.TabularInline):

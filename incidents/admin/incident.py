@@ -179,7 +179,7 @@ class ReportInline(ReadOnlyInline):
 
     @admin.display(description="report")
     def rendered(self, report: TriageReport) -> str:
-        return public_report_link(report.report_id) or "(dashboard page not available)"
+        return public_report_link(report.report_id)
 
 
 def _summarize(verb: str, changed: int, refused: Counter[str]) -> tuple[str, int]:

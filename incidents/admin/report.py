@@ -100,7 +100,7 @@ class TriageReportAdmin(IdSearchMixin, StoreBackedAdmin):
 
     @admin.display(description="page")
     def rendered(self, report: TriageReport) -> str:
-        return public_report_link(report.report_id) or "(dashboard page not available)"
+        return public_report_link(report.report_id)
 
     @admin.display(description="preview")
     def preview(self, report: TriageReport) -> str:
