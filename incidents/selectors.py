@@ -12,8 +12,9 @@ Everything here is written for a table of a million incidents:
 - Filter choices are DISTINCTs over the much smaller `fault_events` table, cached for
   `CHOICES_CACHE_SECONDS`.
 
-A list request therefore makes at most: the page (1), the capped count (1), the summary (1 when
-not cached) and the choices (4 when not cached), besides the session and the user.
+A list request therefore makes at most: the page (1; one per severity or status, at most 5, when
+sorted by those), the capped count (1), the summary (1 when not cached) and the choices (1 when
+not cached), besides the session and the user.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from django.core.cache import cache
-from django.db.models import Case, Count, IntegerField, Prefetch, Q, QuerySet, Value, When
+from django.db.models import CharField, Count, Prefetch, Q, QuerySet, Value
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -79,14 +80,6 @@ def incident_list_queryset() -> QuerySet[Incident]:
     return Incident.objects.only(*LIST_FIELDS)
 
 
-def _rank(field_name: str, ranks: dict[str, int]) -> Case:
-    return Case(
-        *(When(**{field_name: value}, then=Value(rank)) for value, rank in ranks.items()),
-        default=Value(len(ranks)),
-        output_field=IntegerField(),
-    )
-
-
 @dataclass(frozen=True)
 class SortKey:
     """One column of a sort: a model field or an annotation, and its direction."""
@@ -95,27 +88,81 @@ class SortKey:
     descending: bool
 
 
+def _order(queryset: QuerySet[Incident], keys: Sequence[SortKey], *, reverse: bool):
+    return queryset.order_by(
+        *[("-" if key.descending != reverse else "") + key.name for key in keys]
+    )
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A sort led by a small fixed vocabulary (severity, status): `alias` holds the value's rank.
+
+    Such a sort is read one value at a time (`column = value ORDER BY created_at`), each an index
+    range scan on `(column, created_at)`, instead of sorting every row by a CASE expression.
+    """
+
+    alias: str
+    column: str
+    ranks: dict[str, int]
+
+
 @dataclass(frozen=True)
 class Sort:
     """A total order over incidents: the last key is always the primary key (a tie-breaker)."""
 
     label: str
     keys: tuple[SortKey, ...]
-    annotations: tuple[tuple[str, str, dict[str, int]], ...] = ()  # (alias, field, ranks)
+    partition: Partition | None = None  # when set, keys[0] is its rank
 
-    def apply(self, queryset: QuerySet[Incident], *, reverse: bool = False) -> QuerySet[Incident]:
-        for alias, field_name, ranks in self.annotations:
-            queryset = queryset.annotate(**{alias: _rank(field_name, ranks)})
-        order = [("-" if key.descending != reverse else "") + key.name for key in self.keys]
-        return queryset.order_by(*order)
+    def order(self, queryset: QuerySet[Incident], *, reverse: bool = False) -> QuerySet[Incident]:
+        """`queryset` in this order (or reversed); for an unpartitioned sort only."""
+        if self.partition is not None:
+            raise TypeError(f"{self.label!r} is read one {self.partition.column} at a time")
+        return _order(queryset, self.keys, reverse=reverse)
+
+    def fetch(
+        self,
+        queryset: QuerySet[Incident],
+        values: Sequence[object] | None,
+        *,
+        reverse: bool,
+        limit: int,
+    ) -> list[Incident]:
+        """Up to `limit` rows strictly after `values` (a cursor's keys; None: from the start),
+        in this order or reversed. One query, or one per partition value at most."""
+        if self.partition is None:
+            ordered = self.order(queryset, reverse=reverse)
+            if values:
+                ordered = ordered.filter(_beyond(self.keys, values, reverse=reverse))
+            return list(ordered[:limit])
+        partition, within = self.partition, self.keys[1:]
+        descending = self.keys[0].descending != reverse
+        rows: list[Incident] = []
+        ranked = sorted(partition.ranks.items(), key=lambda item: item[1], reverse=descending)
+        for value, rank in ranked:
+            part = queryset.filter(**{partition.column: value})
+            if values:
+                cursor_rank = values[0]
+                if (rank > cursor_rank) if descending else (rank < cursor_rank):
+                    continue  # wholly before the cursor
+                if rank == cursor_rank:
+                    part = part.filter(_beyond(within, values[1:], reverse=reverse))
+            fetched = list(_order(part, within, reverse=reverse)[: limit - len(rows)])
+            for row in fetched:
+                setattr(row, partition.alias, rank)
+            rows += fetched
+            if len(rows) >= limit:
+                break
+        return rows
 
 
 _NEWEST = (SortKey("created_at", True), SortKey("incident_id", True))
-_SEVERITY = (("severity_rank", "severity", SEVERITY_RANK),)
-_STATUS = (("status_rank", "status", STATUS_RANK),)
+_SEVERITY = Partition("severity_rank", "severity", SEVERITY_RANK)
+_STATUS = Partition("status_rank", "status", STATUS_RANK)
 
-# `sort` parameter -> order. Created orders are served by the created_at indexes; the severity
-# and status orders sort the filtered rows (cheap once filtered; a full sort without filters).
+# `sort` parameter -> order. Every order is read through an index: created_at's for the created
+# orders, (severity, created_at) and (status, created_at) one value at a time for the others.
 SORTS: dict[str, Sort] = {
     "-created": Sort("Newest first", _NEWEST),
     "created": Sort("Oldest first", (SortKey("created_at", False), SortKey("incident_id", False))),
@@ -211,17 +258,15 @@ def paginate(
     size: int = PAGE_SIZE,
 ) -> Page:
     """One page by keyset: the `size` rows after `after`, before `before`, the last page, or the
-    first. One query, `size + 1` rows (the extra one tells whether there is a further page).
+    first. `size + 1` rows are read (the extra one tells whether there is a further page), in one
+    query, or one per severity or status for those sorts.
 
     Raises InvalidCursor for a token that does not decode for `sort`.
     """
     backwards = bool(before) or last
-    ordered = sort.apply(queryset, reverse=backwards)
     token = before or after
-    if token:
-        values = decode_cursor(sort, token)
-        ordered = ordered.filter(_beyond(sort.keys, values, reverse=backwards))
-    fetched = list(ordered[: size + 1])
+    values = decode_cursor(sort, token) if token else None
+    fetched = sort.fetch(queryset, values, reverse=backwards, limit=size + 1)
     more = len(fetched) > size
     rows = fetched[:size]
     if backwards:
@@ -420,15 +465,23 @@ def filter_choices() -> FilterChoices:
     if cached is not None:
         return cached
 
-    def distinct(column: str) -> list[str]:
-        values = FaultEvent.objects.order_by(column).values_list(column, flat=True).distinct()
-        return [value for value in values if value]
-
+    columns = ("cluster", "resource_namespace", "resource_kind", "fault_type")
+    # One round trip: the four DISTINCTs as a UNION ALL, each row tagged with its column.
+    parts = [
+        FaultEvent.objects.order_by()
+        .values_list(Value(column, output_field=CharField()), column)
+        .distinct()
+        for column in columns
+    ]
+    found: dict[str, set[str]] = {column: set() for column in columns}
+    for column, value in parts[0].union(*parts[1:], all=True):
+        if value:
+            found[column].add(value)
     choices = FilterChoices(
-        clusters=distinct("cluster"),
-        namespaces=distinct("resource_namespace"),
-        kinds=distinct("resource_kind"),
-        fault_types=distinct("fault_type"),
+        clusters=sorted(found["cluster"]),
+        namespaces=sorted(found["resource_namespace"]),
+        kinds=sorted(found["resource_kind"]),
+        fault_types=sorted(found["fault_type"]),
     )
     cache.set(CHOICES_CACHE_KEY, choices, CHOICES_CACHE_SECONDS)
     return choices
@@ -440,7 +493,7 @@ def filter_choices() -> FilterChoices:
 def export_rows(queryset: QuerySet[Incident], *, chunk_size: int = 2000) -> Iterator[Incident]:
     """Every row of `queryset`, newest first, streamed from the database in chunks (a
     server-side cursor on PostgreSQL): memory stays flat however many rows match."""
-    return SORTS[DEFAULT_SORT].apply(queryset).iterator(chunk_size=chunk_size)
+    return SORTS[DEFAULT_SORT].order(queryset).iterator(chunk_size=chunk_size)
 
 
 # --- one incident, one report -----------------------------------------------------------------
