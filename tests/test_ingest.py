@@ -7,7 +7,7 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
-from django.db import IntegrityError, connection, connections
+from django.db import IntegrityError, OperationalError, connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from incidents import ingest
@@ -245,6 +245,26 @@ def test_a_batch_refused_by_the_database_is_retried_record_by_record(monkeypatch
     assert rejections[0].reason == 'database: new row violates check constraint "simulated"'
     assert not Incident.objects.filter(fault_id="poison").exists()
     assert Incident.objects.count() == 4
+
+
+def test_an_error_that_is_no_rows_fault_propagates_and_keeps_the_batch(monkeypatch):
+    writer_name = "_copy_insert" if connection.vendor == "postgresql" else "_executemany_insert"
+
+    def broken(conn, to_create):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(ingest, writer_name, broken)
+    rejections: list[Rejection] = []
+    service = IngestionService(on_reject=rejections.append)
+    for n in range(3):
+        service.add(record(f"f{n}"))
+    with pytest.raises(OperationalError):
+        service.flush()
+    assert service.pending() == 3  # nothing lost: a later flush() retries them
+    assert rejections == [] and service.counts.rejected == 0
+    monkeypatch.undo()
+    service.flush()
+    assert service.counts.created == 3
 
 
 def test_dry_run_classifies_but_writes_nothing():
