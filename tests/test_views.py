@@ -620,3 +620,12 @@ def test_thousands_of_repeated_parameters_are_refused_not_a_crash(admin_client):
     query = "&".join(["status=failed"] * 2000)
     assert admin_client.get(f"{LIST}?{query}").status_code == 400
     assert admin_client.get(reverse("incidents:export") + f"?{query}").status_code == 400
+
+
+def test_the_match_count_is_capped_and_says_so(admin_client, monkeypatch):
+    monkeypatch.setattr("incidents.selectors.COUNT_CAP", 3)
+    for _ in range(4):
+        make_incident()
+    html = admin_client.get(LIST).content.decode()
+    assert '<strong data-testid="match-count">3+</strong>' in html
+    assert len(rows_of(admin_client.get(LIST))) == 4  # the list itself hides nothing
