@@ -62,13 +62,9 @@ _RESOURCE = {
     "resource_namespace": ("namespace", "namespace", "resource_namespace"),
     "resource_uid": ("uid", "uid", "resource_uid"),
 }
-# Keys of the payload consumed into columns; everything else goes into `context`.
-_CONSUMED = frozenset(
-    {key for pair in _TOP_LEVEL.values() for key in pair}
-    | {names[2] for names in _RESOURCE.values()}
-    | {"resource", "context"}
-)
+# kubernetes/faults: event keys that fill columns, and the involvedObject keys that do.
 _CONSUMED_FROM_EVENT = frozenset({"reason", "message", "timestamp", "involvedObject"})
+_INVOLVED_KEYS = frozenset(camel for camel, _snake, _flat in _RESOURCE.values())
 
 
 class RejectedRecord(Exception):
@@ -293,8 +289,10 @@ def _fault_event(**values: Any) -> FaultEvent:
 
 def _from_resource_faults_payload(payload: dict) -> FaultEvent:
     values: dict[str, Any] = {}
+    used = {"context", "resource"}  # payload keys that went into a column
     for column, keys in _TOP_LEVEL.items():
         name, value = _first(payload, keys)
+        used.add(name)
         if column == "severity":
             values[column] = normalize_severity(value, name)
         elif column == "timestamp":
@@ -303,27 +301,29 @@ def _from_resource_faults_payload(payload: dict) -> FaultEvent:
             values[column] = _text(value, name, required=column != "subscription_id")
 
     resource = payload.get("resource")
-    extra_resource: dict[str, Any] = {}
     if resource is None:
         resource = {}
     elif not isinstance(resource, dict):
         raise RejectedRecord(f"resource is {_json_type(resource)}, not a JSON object")
-    known_resource_keys = set()
+    used_in_resource = set()
     for column, (camel, snake, flat) in _RESOURCE.items():
         if camel in resource or snake in resource:
             key, value = _first(resource, (camel, snake))
-            known_resource_keys.update((camel, snake))
+            used_in_resource.add(key)
             values[column] = _text(value, f"resource.{key}", required=False)
         else:
+            used.add(flat)
             values[column] = _text(payload.get(flat), flat, required=False)
-    extra_resource = {k: v for k, v in resource.items() if k not in known_resource_keys}
 
+    # Nothing upstream sent is dropped: what has no column (or lost to the other spelling of
+    # the same field) stays in context.
     context: dict[str, Any] = {}
     if payload.get("context") is not None:
         context["context"] = payload["context"]
     for key, value in payload.items():
-        if key not in _CONSUMED:
+        if key not in used:
             context[key] = value
+    extra_resource = {k: v for k, v in resource.items() if k not in used_in_resource}
     if extra_resource:
         context["resource"] = extra_resource
     return _fault_event(context=_context_json(context), **values)
@@ -410,6 +410,3 @@ def _from_faults_payload(payload: dict, level: str | None) -> FaultEvent:
         context=_context_json(context),
         **resource,
     )
-
-
-_INVOLVED_KEYS = frozenset(camel for camel, _snake, _flat in _RESOURCE.values())

@@ -106,6 +106,14 @@ def test_context_keeps_upstream_context_logs_and_unknown_keys():
     }
 
 
+def test_a_second_spelling_of_a_field_is_kept_in_context_not_dropped():
+    raw = payload(fault_id="other-id", resource_kind="Deployment")
+    event = parse_record(raw)
+    assert (event.fault_id, event.resource_kind) == ("f7a3b2c1d4e5f6a7", "Pod")
+    context = json.loads(event.context)
+    assert (context["fault_id"], context["resource_kind"]) == ("other-id", "Deployment")
+
+
 def test_unknown_resource_keys_are_kept_in_context():
     resource = {"kind": "Pod", "name": "api", "labels": {"app": "api"}}
     context = json.loads(parse_record(payload(resource=resource)).context)
