@@ -528,12 +528,17 @@ def _secondary_indexes(cursor, tables: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def seed_history(
-    options: SeedOptions, *, using: str = "default", progress: Progress | None = None
+    options: SeedOptions,
+    *,
+    using: str = "default",
+    flush: bool = False,
+    progress: Progress | None = None,
 ) -> SeedResult:
     """Generate and load the history into empty tables, in one transaction, then ANALYZE.
 
-    Raises DatabaseNotEmpty if any of the four tables has rows (seeding never mixes with real
-    data; flush first).
+    With `flush`, the four tables are emptied first in the same transaction (a failed load
+    leaves the old history in place). Without it, raises DatabaseNotEmpty if any of them has
+    rows: seeding never mixes with real data.
     """
     say = progress or (lambda message: None)
     began = time.perf_counter()
@@ -541,6 +546,8 @@ def seed_history(
     postgres = connection.vendor == "postgresql"
     result = SeedResult()
     with transaction.atomic(using=using):
+        if flush:
+            flush_history(using=using)
         for model, _ in TABLES:
             if model.objects.using(using).exists():
                 raise DatabaseNotEmpty(

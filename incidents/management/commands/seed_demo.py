@@ -1,8 +1,9 @@
 """`manage.py seed_demo --incidents N`: fill an empty database with realistic incident history."""
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS
 
-from incidents.seeding import DatabaseNotEmpty, SeedOptions, flush_history, seed_history
+from incidents.seeding import DatabaseNotEmpty, SeedOptions, seed_history
 
 
 class Command(BaseCommand):
@@ -21,9 +22,13 @@ class Command(BaseCommand):
             "--batch-size", type=int, default=20_000, help="incidents per write (20000)"
         )
         parser.add_argument(
+            "--database", default=DEFAULT_DB_ALIAS, help="database alias (default: default)"
+        )
+        parser.add_argument(
             "--flush",
             action="store_true",
-            help="delete every existing fault event, incident, execution and report first",
+            help="replace the existing fault events, incidents, executions and reports (in the "
+            "same transaction as the load)",
         )
 
     def handle(self, *args, **options) -> None:
@@ -38,14 +43,14 @@ class Command(BaseCommand):
             )
         except ValueError as error:
             raise CommandError(str(error)) from None
-        using = options["database"] if "database" in options else "default"
+        using = options["database"]
         verbose = options["verbosity"] >= 2
-        if options["flush"]:
-            flush_history(using=using)
-            self.stdout.write("flushed the existing history")
         try:
             result = seed_history(
-                seed_options, using=using, progress=self.stdout.write if verbose else None
+                seed_options,
+                using=using,
+                flush=options["flush"],
+                progress=self.stdout.write if verbose else None,
             )
         except DatabaseNotEmpty as error:
             raise CommandError(str(error)) from None
