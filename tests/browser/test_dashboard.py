@@ -78,3 +78,26 @@ def test_list_fits_a_phone_and_follows_dark_mode(chromium, live_server, sre, dem
         page.screenshot(path=str(DOCS / "dashboard-phone.png"), full_page=False)
     finally:
         context.close()
+
+
+def test_three_clicks_answer_which_critical_incidents_in_a_cluster_failed_and_why(
+    page, live_server, sre, demo_history
+):
+    sign_in(page, live_server, sre)
+    summary = page.locator("section.summary")
+    summary.get_by_role("link", name=re.compile(r"^prod-us-east-1 \d+$")).click()
+    summary.get_by_role("link", name=re.compile(r"^Critical \d+$")).click()
+    summary.get_by_role("link", name=re.compile(r"^Failed \d+$")).click()
+    page.wait_for_url(re.compile(r"status=failed"))
+    expected = [
+        incident
+        for incident in demo_history
+        if incident.cluster == "prod-us-east-1"
+        and incident.severity == Severity.CRITICAL
+        and incident.status == Status.FAILED
+    ]
+    rows = page.get_by_test_id("incident-table").locator("tbody tr")
+    assert rows.count() == len(expected) > 0
+    # ... and why: each row carries its failure reason.
+    reasons = rows.locator(".resource__reason").all_inner_texts()
+    assert reasons == [incident.failure_reason for incident in expected]
