@@ -2,11 +2,11 @@
 
 Every test here is marked `browser` and skips with the reason when /usr/bin/chromium is absent.
 Playwright's sync API runs an event loop in the test's thread, which Django's async-safety check
-would refuse: DJANGO_ALLOW_ASYNC_UNSAFE lets the ORM run beside it (tests only).
+would refuse: DJANGO_ALLOW_ASYNC_UNSAFE lets the ORM run beside it, set only while the browser
+runs (see `chromium`).
 """
 
 import json
-import os
 import random
 from collections.abc import Iterator
 from datetime import timedelta
@@ -17,8 +17,6 @@ from django.utils import timezone
 
 from incidents.choices import Severity, Status
 from tests.builders import make_execution, make_fault_event, make_incident, make_report
-
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -40,17 +38,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium() -> Iterator[object]:
+    """One browser for this package's tests, stopped after them: while Playwright's loop runs,
+    the ORM needs DJANGO_ALLOW_ASYNC_UNSAFE, and nothing outside these tests should inherit it
+    (it would leak into subprocesses such as `check --deploy`, too)."""
     if not CHROMIUM.exists():
         pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            )
+            yield browser
+            browser.close()
 
 
 @pytest.fixture
