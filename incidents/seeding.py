@@ -14,8 +14,8 @@ The history obeys every rule the store enforces, so pages and the worker treat i
 Loading is fast on PostgreSQL: rows stream through COPY on Django's own psycopg connection, with
 the tables' secondary indexes dropped while the tables are empty and rebuilt once at the end (one
 sorted build is much cheaper than a million index insertions). Other databases (SQLite) get
-`bulk_create` in batches. Everything runs in one transaction: a failed load leaves nothing behind.
-The same `seed` and `now` give the same rows.
+batched `executemany` INSERTs. Everything runs in one transaction: a failed load leaves nothing
+behind. The same `seed` and `now` give the same rows.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ class DatabaseNotEmpty(Exception):
     """Seeding appends to nothing: the tables already hold rows."""
 
 
-# Column orders for COPY and bulk_create (attnames: fault_id, incident_id, execution_id).
+# Column orders for COPY and INSERT (attnames: fault_id, incident_id, execution_id).
 FAULT_COLUMNS = (
     "fault_id", "subscription_id", "cluster", "received_at", "resource_api_version",
     "resource_kind", "resource_name", "resource_namespace", "resource_uid", "fault_type",
@@ -502,10 +502,29 @@ def _copy(cursor, table: str, columns: Sequence[str], rows: Sequence[Row]) -> No
             copy.write_row(row)
 
 
-def _bulk(model: type[Model], columns: Sequence[str], rows: Sequence[Row], using: str) -> None:
-    if rows:
-        objects = [model(**dict(zip(columns, row, strict=True))) for row in rows]
-        model.objects.using(using).bulk_create(objects, batch_size=1000)
+def _insert_many(cursor, model: type[Model], columns: Sequence[str], rows: Sequence[Row]) -> None:
+    """INSERT rows with executemany (SQLite and other databases without COPY).
+
+    Each value goes through its field's `get_db_prep_save`, as `bulk_create` would do, without
+    building a model instance per row.
+    """
+    if not rows:
+        return
+    connection = cursor.db
+    fields = [model._meta.get_field(column) for column in columns]
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(column) for column in columns)
+    placeholders = ", ".join(["%s"] * len(columns))
+    # Names come from the model, values go as parameters.
+    sql = f"INSERT INTO {quote(model._meta.db_table)} ({names}) VALUES ({placeholders})"  # noqa: S608
+    prepared = [
+        tuple(
+            field.get_db_prep_save(value, connection)
+            for field, value in zip(fields, row, strict=True)
+        )
+        for row in rows
+    ]
+    cursor.executemany(sql, prepared)
 
 
 def _secondary_indexes(cursor, tables: Sequence[str]) -> list[tuple[str, str]]:
@@ -571,7 +590,7 @@ def seed_history(
                 if postgres:
                     _copy(cursor, model._meta.db_table, columns, rows)
                 else:
-                    _bulk(model, columns, rows, using)
+                    _insert_many(cursor, model, columns, rows)
                 table = model._meta.db_table
                 result.rows[table] = result.rows.get(table, 0) + len(rows)
 
