@@ -93,12 +93,11 @@ class Subscription:
         self.subscription_id = subscription_id
 
     async def ping(self) -> None:
-        """Round-trip a `ping`; raises when the server is gone or the session has expired."""
-        await self._session.send_request(
-            types.PingRequest(params=types.RequestParams()),
-            types.EmptyResult,
-            request_read_timeout_seconds=self._timeout,
-        )
+        """Round-trip a `ping`; raises when the server is gone or the session has expired.
+
+        The session's read timeout bounds the wait, so a hung server counts as gone too.
+        """
+        await self._session.send_ping()
 
     async def unsubscribe(self) -> None:
         """Call `events_unsubscribe`; raises `SubscriptionRefused` when the server says no."""
@@ -147,6 +146,21 @@ async def _set_log_level(session: ClientSession, level: types.LoggingLevel) -> N
             raise
 
 
+async def _patient_notification_stream(request: httpx2.Request) -> None:
+    """No read timeout on the GET that carries the notifications; every other request keeps one.
+
+    The notification stream may stay quiet for hours, and the SDK stops reopening it after two
+    failures, so a read timeout there would end notifications while pings still succeed. Every
+    POST and DELETE stays bounded: a server that hangs must not hang the client's shutdown.
+    """
+    if request.method == "GET":
+        request.extensions = {**request.extensions, "timeout": {**_timeouts(request), "read": None}}
+
+
+def _timeouts(request: httpx2.Request) -> dict[str, float | None]:
+    return dict(request.extensions.get("timeout") or {})
+
+
 @asynccontextmanager
 async def subscribe(
     url: str,
@@ -168,12 +182,12 @@ async def subscribe(
     async def logging_callback(params: types.LoggingMessageNotificationParams) -> None:
         on_message(LogMessage(level=params.level, logger=params.logger, data=params.data))
 
-    # No read timeout on the HTTP client: the notification stream may stay quiet for hours,
-    # and the SDK stops reopening it after two failures. Requests get `timeout` from the
-    # session instead, and the caller's pings find a dead server.
-    http_timeout = httpx2.Timeout(timeout, read=None)
     async with (
-        httpx2.AsyncClient(headers=headers or {}, timeout=http_timeout) as http_client,
+        httpx2.AsyncClient(
+            headers=headers or {},
+            timeout=httpx2.Timeout(timeout),
+            event_hooks={"request": [_patient_notification_stream]},
+        ) as http_client,
         streamable_http_client(url, http_client=http_client) as (read_stream, write_stream),
         ClientSession(
             read_stream,

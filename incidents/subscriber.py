@@ -72,8 +72,8 @@ def describe_error(error: BaseException) -> str:
         error = error.exceptions[0]
     if isinstance(error, BaseExceptionGroup):
         return "; ".join(describe_error(inner) for inner in error.exceptions)
-    text = str(error) or "no detail"
-    return f"{type(error).__name__}: {text}"
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 class IngestFailed(Exception):

@@ -311,6 +311,26 @@ def test_a_server_restarted_between_heartbeats_is_noticed_by_its_unknown_session
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_server_that_stops_answering_is_left_and_resubscribed_when_it_answers_again(
+    standin, subscriber_thread, caplog
+):
+    port = free_port()
+    server = standin(port, "--tag", "h", "--interval", "0.2")
+    subscriber = subscriber_thread(config_for(port, request_timeout=1.0))
+    wait_until(settled(subscriber, 6), timeout=20, what="the first notifications")
+    server.send_signal(signal.SIGSTOP)  # alive, port open, but silent: a network partition
+    try:
+        wait_until(lambda: subscriber.reconnects >= 1, timeout=10, what="the silence noticed")
+    finally:
+        server.send_signal(signal.SIGCONT)
+    wait_until(lambda: subscriber.subscriptions >= 2, timeout=30, what="a new subscription")
+    stop(subscriber)
+    assert re.search(r"failed: (ReadTimeout|MCPError: .*timed out)", caplog.text)
+    counts = subscriber.counts
+    assert counts.created + counts.rejected + counts.ignored == counts.received
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_thousand_events_sent_as_fast_as_possible_are_all_stored(
     standin, subscriber_thread, capsys
 ):
