@@ -27,6 +27,7 @@ from incidents.admin.common import (
     public_report_link,
 )
 from incidents.admin.context import pretty_context
+from incidents.admin.dates import IndexedDatesChangeList
 from incidents.admin.filters import IndexedValuesListFilter
 from incidents.choices import OPEN_STATUSES, TERMINAL_STATUSES, TRANSITIONS, Status, can_transition
 from incidents.models import DENORMALIZED_FIELDS, AgentExecution, Incident, TriageReport
@@ -267,6 +268,9 @@ class IncidentAdmin(IdSearchMixin, StoreBackedAdmin):
             },
         ),
     )
+
+    def get_changelist(self, request: HttpRequest, **kwargs) -> type[IndexedDatesChangeList]:
+        return IndexedDatesChangeList  # the date hierarchy probes incidents_created_idx
 
     def get_fieldsets(self, request: HttpRequest, obj: Incident | None = None):
         fieldsets = super().get_fieldsets(request, obj)
