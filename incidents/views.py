@@ -1,4 +1,8 @@
-"""Thin views over selectors and filters."""
+"""Thin views over selectors and filters: the dashboard's pages, its CSV export, and /healthz.
+
+Every view but healthz (and Django's login view) requires a signed-in user through
+LoginRequiredMiddleware. Ids in URLs are UUID converters: a malformed id never reaches a view.
+"""
 
 import csv
 import json
@@ -95,47 +99,52 @@ class IncidentListView(TemplateView):
         filterset = IncidentFilterSet(request.GET, queryset=self.get_queryset())
         controls = ListControlsForm(request.GET)
         context = self.get_context_data(filterset=filterset, controls=controls)
-        valid = filterset.is_valid() and controls.is_valid()
-        if valid:
-            sort_key = controls.cleaned_data["sort"]
-            queryset = filterset.qs
-            try:
-                page = selectors.paginate(
-                    queryset,
-                    sort=selectors.SORTS[sort_key],
-                    after=controls.cleaned_data["after"] or None,
-                    before=controls.cleaned_data["before"] or None,
-                    last=controls.cleaned_data["last"],
-                )
-            except selectors.InvalidCursor as error:
-                controls.add_error(None, f"{error}: start again from the newest incidents.")
-                valid = False
-        if valid:
-            window = selectors.summary_window(
-                filterset.form.cleaned_data.get("created_after"),
-                filterset.form.cleaned_data.get("created_before"),
-            )
-            context.update(
-                page=page,
-                sort_key=sort_key,
-                sort_label=selectors.SORTS[sort_key].label.lower(),
-                **_sort_toggles(sort_key),
-                count=selectors.capped_count(queryset),
-                summary=selectors.summarize(
-                    queryset, window, cache_key=_filter_cache_key(filterset)
-                ),
-                refresh=controls.cleaned_data["refresh"],
-                filtered=filterset.active,
-            )
+        listing = self.listing(filterset, controls)
         context.update(
-            valid=valid,
+            listing or {},
+            valid=listing is not None,
             refresh_seconds=REFRESH_SECONDS,
             presets=_range_presets(request),
             default_window_days=selectors.DEFAULT_WINDOW_DAYS,
             max_chart_days=selectors.MAX_CHART_DAYS,
             summary_cache_seconds=selectors.SUMMARY_CACHE_SECONDS,
         )
-        return self.render_to_response(context, status=200 if valid else 400)
+        return self.render_to_response(context, status=200 if listing is not None else 400)
+
+    @staticmethod
+    def listing(filterset: IncidentFilterSet, controls: ListControlsForm) -> dict | None:
+        """The page, count and summary for valid parameters; None (errors on the forms) else."""
+        if not (filterset.is_valid() and controls.is_valid()):
+            return None
+        options = controls.cleaned_data
+        queryset = filterset.qs
+        try:
+            page = selectors.paginate(
+                queryset,
+                sort=selectors.SORTS[options["sort"]],
+                after=options["after"] or None,
+                before=options["before"] or None,
+                last=options["last"],
+            )
+        except selectors.InvalidCursor as error:
+            controls.add_error(None, f"{error}: start again from the newest incidents.")
+            return None
+        window = selectors.summary_window(
+            filterset.form.cleaned_data.get("created_after"),
+            filterset.form.cleaned_data.get("created_before"),
+        )
+        return {
+            "page": page,
+            "sort_key": options["sort"],
+            "sort_label": selectors.SORTS[options["sort"]].label.lower(),
+            **_sort_toggles(options["sort"]),
+            "count": selectors.capped_count(queryset),
+            "summary": selectors.summarize(
+                queryset, window, cache_key=_filter_cache_key(filterset)
+            ),
+            "refresh": options["refresh"],
+            "filtered": filterset.active,
+        }
 
 
 REFRESH_SECONDS = 30

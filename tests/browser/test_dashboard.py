@@ -54,6 +54,7 @@ def test_narrow_by_severity_and_cluster_then_open_incident_and_report(
     assert target.fault_type in page.title()
     assert page.get_by_role("heading", name="Lifecycle").is_visible()
     assert page.get_by_role("heading", name="Executive triage card").first.is_visible()
+    page.screenshot(path=str(DOCS / "incident.png"), full_page=True)
 
     page.get_by_role("link", name=re.compile(r"^Report of ")).first.click()
     page.wait_for_url(re.compile(r"/reports/[0-9a-f-]+/$"))
