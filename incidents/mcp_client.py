@@ -154,11 +154,8 @@ async def _patient_notification_stream(request: httpx2.Request) -> None:
     POST and DELETE stays bounded: a server that hangs must not hang the client's shutdown.
     """
     if request.method == "GET":
-        request.extensions = {**request.extensions, "timeout": {**_timeouts(request), "read": None}}
-
-
-def _timeouts(request: httpx2.Request) -> dict[str, float | None]:
-    return dict(request.extensions.get("timeout") or {})
+        timeouts = dict(request.extensions.get("timeout") or {})
+        request.extensions = {**request.extensions, "timeout": {**timeouts, "read": None}}
 
 
 @asynccontextmanager

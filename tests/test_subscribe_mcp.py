@@ -331,6 +331,18 @@ def test_a_server_that_stops_answering_is_left_and_resubscribed_when_it_answers_
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_notification_stream_quiet_for_longer_than_the_request_timeout_stays_open(
+    standin, subscriber_thread
+):
+    port = free_port()
+    standin(port, "--tag", "q", "--interval", "2.5")  # 2.5 s of silence between faults
+    subscriber = subscriber_thread(config_for(port, request_timeout=1.0))
+    wait_until(settled(subscriber, 8), timeout=20, what="two faults after quiet spells")
+    stop(subscriber)
+    assert subscriber.subscriptions == 1 and subscriber.reconnects == 0
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_thousand_events_sent_as_fast_as_possible_are_all_stored(
     standin, subscriber_thread, capsys
 ):
