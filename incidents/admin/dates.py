@@ -82,7 +82,11 @@ class IndexedDatesQuerySet(QuerySet):
 
 
 class IndexedDatesChangeList(ChangeList):
-    """A changelist whose date hierarchy uses IndexedDatesQuerySet."""
+    """A changelist whose date hierarchy uses IndexedDatesQuerySet.
+
+    Harmless where the date column leads no index (Django's query runs, unchanged), so every
+    admin here uses it: an index added later speeds its date hierarchy up with no code change.
+    """
 
     def get_queryset(self, request: HttpRequest, exclude_parameters=None) -> QuerySet:
         queryset = super().get_queryset(request, exclude_parameters)

@@ -7,6 +7,7 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
 from incidents.admin.common import IdSearchMixin, admin_change_link
+from incidents.admin.dates import IndexedDatesChangeList
 from incidents.admin.filters import IndexedValuesListFilter
 from incidents.admin.incident import ReportInline
 from incidents.models import AgentExecution
@@ -76,6 +77,9 @@ class AgentExecutionAdmin(IdSearchMixin, admin.ModelAdmin):
         "log_path_lines",
     )
     inlines = (ReportInline,)
+
+    def get_changelist(self, request: HttpRequest, **kwargs) -> type[IndexedDatesChangeList]:
+        return IndexedDatesChangeList
 
     # History: executions are written by the worker and kept as they happened.
     def has_add_permission(self, request: HttpRequest) -> bool:

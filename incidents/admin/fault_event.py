@@ -24,6 +24,7 @@ from django.utils.http import urlencode
 
 from incidents.admin.common import IdSearchMixin, StoreBackedAdmin, describe_changes
 from incidents.admin.context import pretty_context
+from incidents.admin.dates import IndexedDatesChangeList
 from incidents.admin.filters import IndexedValuesListFilter
 from incidents.models import FaultEvent, Incident
 from incidents.store import DjangoStateStore
@@ -141,6 +142,9 @@ class FaultEventAdmin(IdSearchMixin, StoreBackedAdmin):
         ),
         ("Context, formatted", {"fields": ("context_pretty",), "classes": ("collapse",)}),
     )
+
+    def get_changelist(self, request: HttpRequest, **kwargs) -> type[IndexedDatesChangeList]:
+        return IndexedDatesChangeList
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).annotate(incident_total=incident_count())

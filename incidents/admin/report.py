@@ -15,13 +15,14 @@ from incidents.admin.common import (
     admin_change_link,
     public_report_link,
 )
+from incidents.admin.dates import IndexedDatesChangeList
 from incidents.admin.filters import IndexedValuesListFilter
 from incidents.models import TriageReport
 from incidents.rendering import render, sanitize
 from incidents.store import DjangoStateStore
 
 
-class ReportChangeList(ChangeList):
+class ReportChangeList(IndexedDatesChangeList):
     """The report list without the report texts: a report can be hundreds of kilobytes."""
 
     def get_queryset(self, request: HttpRequest, exclude_parameters=None) -> QuerySet:
