@@ -313,3 +313,36 @@ def test_store_corrects_the_outcome_of_a_finished_incident_only(store):
     open_one = make_incident(status=Status.INVESTIGATING)
     with pytest.raises(InvalidTransition, match="only a finished incident"):
         store.correct_incident_outcome(open_one.pk, exit_code=1, failure_reason="no")
+
+
+# -- bad input -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("status", "exploded", "Select a valid choice."),
+        ("exit_code", "not-a-number", "Enter a whole number."),
+        ("loaded_status", "", "This field is required."),
+    ],
+)
+def test_malformed_edit_is_a_form_error(admin_client, admin_form_data, field, value, error):
+    incident = make_incident(status=Status.INVESTIGATING)
+    changes = {"status": Status.FAILED, field: value}
+    response = edit(admin_client, admin_form_data, incident, **changes)
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert any(error in message for message in form.errors[field])
+    incident.refresh_from_db()
+    assert incident.status == Status.INVESTIGATING
+
+
+def test_hostile_failure_reason_is_stored_as_text_and_shown_escaped(admin_client, admin_form_data):
+    incident = make_incident(status=Status.INVESTIGATING)
+    reason = '<img src=x onerror="alert(1)"><script>alert(2)</script>' + "x" * 100_000
+    response = edit(admin_client, admin_form_data, incident, status="failed", failure_reason=reason)
+    assert response.status_code == 302
+    incident.refresh_from_db()
+    assert incident.failure_reason == reason
+    page = admin_client.get(change_url(incident)).content.decode()
+    assert "<script>alert(2)</script>" not in page and "&lt;script&gt;alert(2)" in page
+    (message,) = history(incident)
+    assert len(message) < 500  # the history names the change; the row keeps the whole text
