@@ -23,6 +23,10 @@ def test_sign_in_is_required_and_leads_to_the_list(page, live_server, sre):
 def test_narrow_by_severity_and_cluster_then_open_incident_and_report(
     page, live_server, sre, demo_history
 ):
+    console_errors: list[str] = []
+    page.on(
+        "console", lambda message: message.type == "error" and console_errors.append(message.text)
+    )
     sign_in(page, live_server, sre)
     rows = page.get_by_test_id("incident-table").locator("tbody tr")
     assert rows.count() == 50  # one page of 72
@@ -60,6 +64,8 @@ def test_narrow_by_severity_and_cluster_then_open_incident_and_report(
     page.wait_for_url(re.compile(r"/reports/[0-9a-f-]+/$"))
     assert page.get_by_role("navigation", name="Contents").is_visible()
     page.screenshot(path=str(DOCS / "report.png"), full_page=True)
+    # Nothing on the way was refused by the Content-Security-Policy (or failed otherwise).
+    assert console_errors == []
 
 
 def test_list_fits_a_phone_and_follows_dark_mode(chromium, live_server, sre, demo_history):
@@ -102,3 +108,23 @@ def test_three_clicks_answer_which_critical_incidents_in_a_cluster_failed_and_wh
     # ... and why: each row carries its failure reason.
     reasons = rows.locator(".resource__reason").all_inner_texts()
     assert reasons == [incident.failure_reason for incident in expected]
+
+
+def test_auto_refresh_reloads_the_same_url_but_not_while_typing(
+    page, live_server, sre, monkeypatch
+):
+    monkeypatch.setattr("incidents.views.REFRESH_SECONDS", 1)
+    sign_in(page, live_server, sre)
+    page.get_by_test_id("refresh-toggle").click()
+    page.wait_for_url(re.compile(r"refresh=1"))
+    url = page.url
+    page.evaluate("window.__before_reload = true")
+    page.wait_for_event("load", timeout=5_000)
+    assert page.evaluate("window.__before_reload") is None
+    assert page.url == url  # reloaded, filter and refresh kept
+    # While someone types in a filter field the page stays put.
+    page.get_by_label("Search").fill("payments")
+    page.evaluate("window.__typing = true")
+    page.wait_for_timeout(2_500)
+    assert page.evaluate("window.__typing") is True
+    assert page.get_by_label("Search").input_value() == "payments"
