@@ -629,3 +629,10 @@ def test_the_match_count_is_capped_and_says_so(admin_client, monkeypatch):
     html = admin_client.get(LIST).content.decode()
     assert '<strong data-testid="match-count">3+</strong>' in html
     assert len(rows_of(admin_client.get(LIST))) == 4  # the list itself hides nothing
+
+
+def test_a_requeued_incident_points_at_its_earlier_attempts(admin_client):
+    incident = make_incident()
+    make_execution(incident, exit_code=137, error_message="killed")
+    html = admin_client.get(incident.get_absolute_url()).content.decode()
+    assert "Requeued after 1 earlier attempt: see the agent executions below." in html
