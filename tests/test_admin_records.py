@@ -151,9 +151,9 @@ HOSTILE_MARKDOWN = """# Findings
 
 
 def preview_of(response) -> str:
-    """The preview block of a report change page (it comes before the markdown editor)."""
+    """The rendered preview of a report change page (above the fieldsets, ended by <hr>)."""
     page = response.content.decode()
-    return page.split('class="triage-report-preview"')[1].split("<textarea")[0]
+    return page.split('class="triage-report-body"')[1].split("<hr>")[0]
 
 
 def test_report_change_page_previews_sanitized_html(admin_client):

@@ -7,7 +7,6 @@ from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
 
 from incidents.admin.common import (
     IdSearchMixin,
@@ -62,12 +61,19 @@ class TriageReportAdmin(IdSearchMixin, StoreBackedAdmin):
         "incident_link",
         "execution_link",
         "generated_at",
-        "rendered",
-        "preview",
     )
     fieldsets = (
-        (None, {"fields": ("report_id", "incident_link", "execution_link", "generated_at")}),
-        ("Rendered (sanitized) — as the dashboard shows it", {"fields": ("rendered", "preview")}),
+        (
+            None,
+            {
+                "fields": (
+                    "report_id",
+                    "incident_link",
+                    "execution_link",
+                    "generated_at",
+                )
+            },
+        ),
         (
             "Markdown (saving re-renders the HTML)",
             {"fields": ("report_markdown",)},
@@ -104,15 +110,18 @@ class TriageReportAdmin(IdSearchMixin, StoreBackedAdmin):
     def rendered(self, report: TriageReport) -> str:
         return public_report_link(report.report_id)
 
-    @admin.display(description="preview")
     def preview(self, report: TriageReport) -> str:
         """The stored HTML, sanitized again on the way out (or rendered now if missing)."""
-        html = (
-            sanitize(report.report_html)
-            if report.report_html
-            else render(report.report_markdown).html
-        )
-        return format_html('<div class="triage-report-preview">{}</div>', html)
+        if report.report_html:
+            return sanitize(report.report_html)
+        return render(report.report_markdown).html
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        # Shown above the fieldsets by templates/admin/incidents/triagereport/change_form.html.
+        if obj is not None:
+            context["report_preview"] = self.preview(obj)
+            context["report_page"] = public_report_link(obj.report_id, "open the dashboard page")
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def save_model(
         self, request: HttpRequest, obj: TriageReport, form: TriageReportForm, change: bool
