@@ -153,21 +153,45 @@ def test_date_hierarchy_drills_down(admin_client):
 
 
 # -- search ------------------------------------------------------------------------------------
+RESOURCE_UID = "0c6b7c1e-5a8e-4f7b-9a0d-3f2e1d4c5b6a"
+
+
 @pytest.mark.parametrize(
     "term",
-    ["checkout-5d9", "CHECKOUT", "shop-ns", "uid-search-1", "FAULT", "INCIDENT"],
+    [
+        "checkout-5d9",  # part of the name
+        "CHECKOUT",  # any case
+        "shop-ns",  # the whole namespace
+        "SHOP-NS",
+        RESOURCE_UID,
+        RESOURCE_UID.upper(),
+        "checkout shop-ns",  # every term must match
+        "FAULT",
+        "INCIDENT",
+    ],
 )
 def test_incident_search(admin_client, term):
     wanted = make_incident(
         event=make_fault_event(
             fault_id="abc123search", resource_name="checkout-5d9f", resource_namespace="shop-ns",
-            resource_uid="uid-search-1",
+            resource_uid=RESOURCE_UID,
         )
     )  # fmt: skip
     make_incident()
     term = {"FAULT": wanted.fault_id, "INCIDENT": str(wanted.pk)}.get(term, term)
     response = admin_client.get(changelist_url("incident"), {"q": term})
     assert shown_ids(response) == {str(wanted.pk)}
+
+
+@pytest.mark.parametrize("term", ["shop", RESOURCE_UID[:8], "checkout other-ns"])
+def test_incident_search_matches_namespace_and_uid_only_whole(admin_client, term):
+    make_incident(
+        event=make_fault_event(
+            resource_name="checkout-5d9f", resource_namespace="shop-ns", resource_uid=RESOURCE_UID
+        )
+    )
+    response = admin_client.get(changelist_url("incident"), {"q": term})
+    assert shown_ids(response) == set()
 
 
 def test_incident_search_by_part_of_an_id_does_not_match_it(admin_client):
@@ -344,3 +368,14 @@ def test_changelists_offer_no_filter_counts(admin_client, model_name):
     assert response.status_code == 200
     assert "Show counts" not in response.content.decode()
     assert not re.search(r"cluster-0 \(\d+\)", response.content.decode())
+
+
+@pytest.mark.parametrize("model_name", ["incident", "faultevent"])
+def test_text_search_uses_like_on_the_resource_name_only(admin_client, model_name):
+    """One un-indexed LIKE in the OR would make PostgreSQL read every row for each query."""
+    make_incident()
+    queries = _captured_sql(admin_client, changelist_url(model_name), {"q": "api"})
+    like_queries = [sql for sql in queries if "LIKE" in sql.upper()]
+    assert like_queries
+    for sql in like_queries:
+        assert sql.upper().count("LIKE") == 1 and "resource_name" in sql

@@ -107,6 +107,34 @@ class IdSearchMixin:
         return super().get_search_results(request, queryset, search_term)  # type: ignore[misc]
 
 
+class ResourceSearchMixin(IdSearchMixin):
+    """Id search, then a resource search each term of which must match (terms are ANDed):
+
+    - the resource name contains the term, any case (Django's icontains, which a trigram index
+      serves on PostgreSQL: incidents_name_trgm_idx);
+    - or the namespace is the term (Kubernetes namespaces are lower-case DNS labels; an index);
+    - or, for a UUID (as Kubernetes uids are), the resource uid is the term.
+
+    Equality rather than "contains" for namespace and uid keeps the name's index usable: one
+    un-indexed `LIKE '%…%'` in the OR would make PostgreSQL read every row.
+    """
+
+    search_fields = ("resource_name",)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        by_id = self.id_query(search_term)
+        if by_id is not None and queryset.filter(by_id).exists():
+            return queryset.filter(by_id), False
+        for term in search_term.split():
+            matches = Q(resource_name__icontains=term) | Q(resource_namespace=term.lower())
+            if parse_uuid(term) is not None:
+                matches |= Q(resource_uid=term.lower())
+            queryset = queryset.filter(matches)
+        return queryset, False
+
+
 class StoreBackedAdmin(admin.ModelAdmin):
     """A ModelAdmin whose saves call the store; a store refusal is a message, never a 500.
 

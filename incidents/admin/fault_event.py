@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
-from incidents.admin.common import IdSearchMixin, StoreBackedAdmin, describe_changes
+from incidents.admin.common import ResourceSearchMixin, StoreBackedAdmin, describe_changes
 from incidents.admin.context import pretty_context
 from incidents.admin.dates import IndexedDatesChangeList
 from incidents.admin.filters import IndexedValuesListFilter
@@ -97,7 +97,7 @@ def log_on_incidents(request: HttpRequest, event: FaultEvent, message: str) -> N
 
 
 @admin.register(FaultEvent)
-class FaultEventAdmin(IdSearchMixin, StoreBackedAdmin):
+class FaultEventAdmin(ResourceSearchMixin, StoreBackedAdmin):
     form = FaultEventForm
     list_display = (
         "fault_id",
@@ -115,9 +115,8 @@ class FaultEventAdmin(IdSearchMixin, StoreBackedAdmin):
         ("resource_kind", IndexedValuesListFilter),
         ("resource_namespace", IndexedValuesListFilter),
     )
-    search_fields = ("resource_name", "resource_namespace", "resource_uid")
     exact_search_fields = ("fault_id",)
-    search_help_text = "Resource name, namespace or uid (part of it), or a whole fault id."
+    search_help_text = "Part of a resource name; a whole namespace, resource uid or fault id."
     date_hierarchy = "timestamp"
     ordering = ("-timestamp",)
     list_select_related = ()  # no foreign keys to follow

@@ -20,8 +20,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from incidents.admin.common import (
-    IdSearchMixin,
     ReadOnlyInline,
+    ResourceSearchMixin,
     StoreBackedAdmin,
     describe_changes,
     public_report_link,
@@ -196,7 +196,7 @@ def _summarize(verb: str, changed: int, refused: Counter[str]) -> tuple[str, int
 
 
 @admin.register(Incident)
-class IncidentAdmin(IdSearchMixin, StoreBackedAdmin):
+class IncidentAdmin(ResourceSearchMixin, StoreBackedAdmin):
     form = IncidentStatusForm
     list_display = (
         "short_id",
@@ -216,11 +216,10 @@ class IncidentAdmin(IdSearchMixin, StoreBackedAdmin):
         ("resource_kind", IndexedValuesListFilter),
         ("resource_namespace", IndexedValuesListFilter),
     )
-    search_fields = ("resource_name", "resource_namespace", "resource_uid")
     uuid_search_fields = ("incident_id",)
     exact_search_fields = ("fault_id",)
     search_help_text = (
-        "Resource name, namespace or uid (part of it), or a whole incident id or fault id."
+        "Part of a resource name; a whole namespace, resource uid, incident id or fault id."
     )
     date_hierarchy = "created_at"
     ordering = ("-created_at",)
