@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -123,6 +124,10 @@ def _decode(raw: Mapping | str | bytes) -> dict:
             raise RejectedRecord(f"record is not UTF-8 text ({error.reason})") from None
         except json.JSONDecodeError as error:
             raise RejectedRecord(_json_error("record", error)) from None
+        except RecursionError:
+            raise _too_deep("record") from None
+        except ValueError:  # an integer of thousands of digits (sys.get_int_max_str_digits)
+            raise _too_long_number("record") from None
     elif isinstance(raw, str):
         # A str holds at most 4 UTF-8 bytes per character: count exactly only near the limit.
         if len(raw) > limit or (
@@ -133,8 +138,18 @@ def _decode(raw: Mapping | str | bytes) -> dict:
             value = json.loads(raw)
         except json.JSONDecodeError as error:
             raise RejectedRecord(_json_error("record", error)) from None
+        except RecursionError:
+            raise _too_deep("record") from None
+        except ValueError:  # an integer of thousands of digits (sys.get_int_max_str_digits)
+            raise _too_long_number("record") from None
     elif isinstance(raw, Mapping):
-        size = len(json.dumps(raw, ensure_ascii=False, default=str).encode("utf-8", "replace"))
+        try:
+            text = json.dumps(raw, ensure_ascii=False, default=str)
+        except RecursionError:
+            raise _too_deep("record") from None
+        except ValueError:  # an integer of thousands of digits (sys.get_int_max_str_digits)
+            raise _too_long_number("record") from None
+        size = len(text.encode("utf-8", "replace"))
         if size > limit:
             raise _too_large(size)
         value = raw
@@ -143,6 +158,16 @@ def _decode(raw: Mapping | str | bytes) -> dict:
     if not isinstance(value, dict):
         raise RejectedRecord(f"record is {_json_type(value)}, not a JSON object")
     return value
+
+
+def _too_deep(what: str) -> RejectedRecord:
+    # The json module recurses once per level: thousands of nested brackets exhaust the stack.
+    return RejectedRecord(f"{what} is nested too deeply to parse")
+
+
+def _too_long_number(what: str) -> RejectedRecord:
+    limit = sys.get_int_max_str_digits()
+    return RejectedRecord(f"{what} holds a number of more than {limit} digits")
 
 
 def _json_error(what: str, error: json.JSONDecodeError) -> str:
@@ -190,6 +215,10 @@ def _unwrap(record: dict, level_hint: str | None) -> tuple[str | None, dict]:
             data = json.loads(data)
         except json.JSONDecodeError as error:
             raise RejectedRecord(_json_error("params.data", error)) from None
+        except RecursionError:
+            raise _too_deep("params.data") from None
+        except ValueError:  # an integer of thousands of digits (sys.get_int_max_str_digits)
+            raise _too_long_number("params.data") from None
     if data is None:
         raise RejectedRecord("missing params.data")
     if not isinstance(data, dict):

@@ -96,7 +96,11 @@ def raw_text(raw: Mapping | str | bytes) -> str:
         return bytes(raw).decode("utf-8", "surrogateescape")
     if isinstance(raw, str):
         return raw
-    return json.dumps(raw, ensure_ascii=False, default=str)
+    try:
+        return json.dumps(raw, ensure_ascii=False, default=str)
+    except (RecursionError, ValueError):
+        # Too deep (or a number too long) to write back: a JSON string that says so instead.
+        return json.dumps(f"unwritable record: {type(raw).__name__} nested too deeply or too long")
 
 
 @dataclass(slots=True)
@@ -470,6 +474,8 @@ def _looks_like_a_line_record(line: bytes) -> bool:
         json.loads(stripped)
     except ValueError:
         return False
+    except RecursionError:
+        return True  # one deeply nested line: a record of its own, rejected as such
     return True
 
 
@@ -547,6 +553,10 @@ def _iter_values(first: bytes, stream: IO[bytes], line_no: int, *, array: bool):
         while True:
             try:
                 _value, end = json_decoder.raw_decode(state["buf"], pos)
+            except RecursionError:
+                # Where such a value ends is unknown without parsing it: stop, as for bad JSON.
+                yield fail("record is nested too deeply to parse; the rest is not read")
+                return
             except json.JSONDecodeError as error:
                 if len(state["buf"]) - pos > _max_scan():
                     yield fail(f"record is over {_max_scan()} bytes; the rest is not read")
@@ -558,6 +568,9 @@ def _iter_values(first: bytes, stream: IO[bytes], line_no: int, *, array: bool):
                     f"not valid JSON: {error.msg} at line {where}; "
                     "the rest of the input is not read"
                 )
+                return
+            except ValueError:  # an integer of thousands of digits (sys.get_int_max_str_digits)
+                yield fail("record holds a number too long to read; the rest is not read")
                 return
             break
         buf = state["buf"]
