@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -84,13 +85,72 @@ class LogMessage:
         return {"jsonrpc": "2.0", "method": "notifications/message", "params": params}
 
 
+class _WatchedStream(httpx2.AsyncByteStream):
+    """A response body that reports when it is closed (ended, broken or abandoned)."""
+
+    def __init__(self, inner: httpx2.AsyncByteStream, on_close: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_close: Callable[[], None] | None = on_close
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            if self._on_close is not None:
+                self._on_close()
+                self._on_close = None
+
+
+class NotificationStreamWatch:
+    """Whether the SDK holds the notification stream (the standing GET) open, seen from HTTP.
+
+    The SDK reopens a dropped GET stream twice, then gives up without telling the session:
+    pings still succeed but no notification arrives any more. This is the only way to see it.
+    """
+
+    def __init__(self) -> None:
+        self._open = 0
+        self._down_since: float | None = time.monotonic()  # not opened yet
+
+    async def on_response(self, response: httpx2.Response) -> None:
+        if response.request.method == "GET" and response.status_code == 200:
+            self._open += 1
+            self._down_since = None
+            response.stream = _WatchedStream(response.stream, self._closed)  # type: ignore[arg-type]
+
+    def _closed(self) -> None:
+        self._open -= 1
+        if self._open == 0:
+            self._down_since = time.monotonic()
+
+    def down_for(self) -> float:
+        """Seconds since no notification stream has been open; 0 while one is."""
+        return 0.0 if self._down_since is None else time.monotonic() - self._down_since
+
+
 class Subscription:
     """A live subscription on an open session; only valid inside `subscribe()`."""
 
-    def __init__(self, session: ClientSession, subscription_id: str, *, timeout: float):
+    def __init__(
+        self,
+        session: ClientSession,
+        subscription_id: str,
+        *,
+        timeout: float,
+        stream: NotificationStreamWatch,
+    ):
         self._session = session
         self._timeout = timeout
+        self._stream = stream
         self.subscription_id = subscription_id
+
+    def notification_stream_down_for(self) -> float:
+        """Seconds the notification stream has been closed (0 while open); see the watch."""
+        return self._stream.down_for()
 
     async def ping(self) -> None:
         """Round-trip a `ping`; raises when the server is gone or the session has expired.
@@ -179,11 +239,15 @@ async def subscribe(
     async def logging_callback(params: types.LoggingMessageNotificationParams) -> None:
         on_message(LogMessage(level=params.level, logger=params.logger, data=params.data))
 
+    stream = NotificationStreamWatch()
     async with (
         httpx2.AsyncClient(
             headers=headers or {},
             timeout=httpx2.Timeout(timeout),
-            event_hooks={"request": [_patient_notification_stream]},
+            event_hooks={
+                "request": [_patient_notification_stream],
+                "response": [stream.on_response],
+            },
         ) as http_client,
         streamable_http_client(url, http_client=http_client) as (read_stream, write_stream),
         ClientSession(
@@ -198,4 +262,5 @@ async def subscribe(
         result = await session.call_tool("events_subscribe", filters.arguments())
         if result.is_error:
             raise SubscriptionRefused(f"events_subscribe failed: {_text_of(result)}")
-        yield Subscription(session, subscription_id_from(result), timeout=timeout)
+        subscription_id = subscription_id_from(result)
+        yield Subscription(session, subscription_id, timeout=timeout, stream=stream)

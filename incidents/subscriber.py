@@ -76,6 +76,10 @@ def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+class NotificationStreamLost(Exception):
+    """The session answers, but the stream that carries notifications is gone."""
+
+
 class IngestFailed(Exception):
     """The ingest worker died, so the subscriber stopped rather than drop what it receives."""
 
@@ -92,6 +96,8 @@ class SubscriberConfig:
     status_interval: float = 60.0
     # How often the session is pinged; a failed ping means the connection is gone.
     heartbeat_interval: float = 10.0
+    # How long the notification stream may stay closed (the SDK reopens it after ~1 s).
+    stream_grace: float = 5.0
     request_timeout: float = 30.0
     # Test hooks: stop after this many notifications, or after this many seconds.
     max_events: int | None = None
@@ -390,13 +396,21 @@ class Subscriber:
                 await asyncio.wait_for(self._stop.wait(), timeout=delay)
 
     async def _hold(self, subscription: Subscription) -> None:
-        """Return when a stop is asked for; raise when a heartbeat ping fails."""
+        """Return when a stop is asked for; raise when a heartbeat finds the connection broken.
+
+        Broken: the ping fails, or the notification stream has stayed closed longer than the
+        SDK needs to reopen it (it gives up silently after two failed reopenings).
+        """
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=self.config.heartbeat_interval)
                 return
-            except TimeoutError:
-                await subscription.ping()
+            await subscription.ping()
+            down_for = subscription.notification_stream_down_for()
+            if down_for > self.config.stream_grace:
+                raise NotificationStreamLost(
+                    f"the notification stream has been closed for {down_for:.1f} s"
+                )
 
     async def _unsubscribe(self, subscription: Subscription) -> None:
         try:

@@ -16,8 +16,12 @@ does, on the session's standalone stream:
 - `burst`: `--count` resource faults as fast as the server can send them.
 
 Every fault id carries `--tag`, so a test can tell the events of a restarted server from the
-first one's. Each tool call is appended to `--record` as one JSON line (with the
-Authorization header it came with), so tests can assert subscribe/unsubscribe happened.
+first one's. `--break-stream-after N` cuts the notification stream (the client's standing GET)
+after N periodic faults and answers 503 to every new GET for `--break-for` seconds, while the
+rest of the server keeps answering: the SDK client gives up on the stream without a word.
+
+Each tool call is appended to `--record` as one JSON line (with the Authorization header it came
+with), so tests can assert subscribe/unsubscribe happened.
 
 Like `MCPServer` itself, the stand-in has no `logging/setLevel`: the client must tolerate that.
 """
@@ -28,11 +32,13 @@ import argparse
 import asyncio
 import itertools
 import json
+import time
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
 
 # Delay before the first notification: the client opens its standalone GET stream right after
@@ -92,12 +98,54 @@ def event_fault(tag: str, *, subscription_id: str) -> dict:
     }
 
 
+class StreamBreaker:
+    """ASGI wrapper: while broken, open notification streams are cut and new ones get a 503."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.broken_until = 0.0
+
+    def break_for(self, seconds: float) -> None:
+        self.broken_until = time.monotonic() + seconds
+
+    def broken(self) -> bool:
+        return time.monotonic() < self.broken_until
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        if self.broken():
+            headers = [(b"content-type", b"text/plain")]
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            await send({"type": "http.response.body", "body": b"notification stream broken"})
+            return
+
+        async def guarded_send(message: dict) -> None:
+            if self.broken():
+                raise ConnectionAbortedError("stand-in: notification stream cut")
+            await send(message)
+
+        await self.app(scope, receive, guarded_send)
+
+
 class StandIn:
     """The subscriptions of one stand-in process and the tasks that feed them."""
 
     def __init__(
-        self, *, scenario: str, count: int, tag: str, interval: float, record: Path | None
+        self,
+        *,
+        scenario: str,
+        count: int,
+        tag: str,
+        interval: float,
+        record: Path | None,
+        break_after: int | None = None,
+        break_for: float = 4.0,
     ):
+        self.breaker: StreamBreaker | None = None
+        self.break_after = break_after
+        self.break_for = break_for
         self.scenario = scenario
         self.count = count
         self.tag = tag
@@ -145,8 +193,13 @@ class StandIn:
             bad["severity"] = "apocalyptic"
             await send(level="warning", data=bad, logger=RESOURCE_FAULTS)
             await send(level="info", data={"msg": "informer synced"}, logger="kubernetes/health")
+            periodic = 0
             while self.interval > 0:
                 await asyncio.sleep(self.interval)
+                periodic += 1
+                if periodic == self.break_after and self.breaker is not None:
+                    self.break_after = None  # once per process
+                    self.breaker.break_for(self.break_for)
                 n = next(self.sequence)
                 data = resource_fault(self.tag, n, subscription_id=subscription_id)
                 await send(level="warning", data=data, logger=RESOURCE_FAULTS)
@@ -208,6 +261,8 @@ def main() -> None:
     parser.add_argument("--tag", default="a", help="prefix of every fault id")
     parser.add_argument("--interval", type=float, default=0.0, help="mixed: then one every N s")
     parser.add_argument("--record", type=Path, help="append each tool call here (JSON lines)")
+    parser.add_argument("--break-stream-after", type=int, help="mixed: cut the stream after N")
+    parser.add_argument("--break-for", type=float, default=4.0, help="seconds the stream is out")
     args = parser.parse_args()
     standin = StandIn(
         scenario=args.scenario,
@@ -215,9 +270,12 @@ def main() -> None:
         tag=args.tag,
         interval=args.interval,
         record=args.record,
+        break_after=args.break_stream_after,
+        break_for=args.break_for,
     )
     server = standin.build()
-    server.run("streamable-http", host="127.0.0.1", port=args.port)
+    standin.breaker = StreamBreaker(server.streamable_http_app())
+    uvicorn.run(standin.breaker, host="127.0.0.1", port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -343,6 +343,31 @@ def test_a_notification_stream_quiet_for_longer_than_the_request_timeout_stays_o
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_notification_stream_the_sdk_gave_up_on_leads_to_a_new_subscription(
+    standin, subscriber_thread, caplog
+):
+    port = free_port()
+    standin(port, "--tag", "g", "--interval", "0.3", "--break-stream-after", "2")
+    subscriber = subscriber_thread(config_for(port, stream_grace=1.5))
+    wait_until(
+        lambda: "notification stream has been closed" in caplog.text,
+        timeout=20,
+        what="the lost stream noticed while pings still succeed",
+    )
+    before = subscriber.notifications
+    wait_until(
+        lambda: subscriber.notifications >= before + 6,
+        timeout=30,
+        what="notifications on a new subscription",
+    )
+    stop(subscriber)
+    assert subscriber.subscriptions >= 2
+    counts = subscriber.counts
+    outcomes = counts.created + counts.coalesced + counts.rejected + counts.ignored
+    assert outcomes == counts.received  # the event-shape fault repeats: coalesced
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_thousand_events_sent_as_fast_as_possible_are_all_stored(
     standin, subscriber_thread, capsys
 ):
