@@ -30,6 +30,9 @@ from incidents.selectors import FilterChoices, filter_choices
 
 MAX_VALUES = 50  # per repeated parameter: more is a mistake or an attack, not a filter
 MAX_TEXT = 255  # the columns' max_length
+# The dates a time bound may name: far wider than any incident history, far from datetime's ends.
+EARLIEST_BOUND = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_BOUND = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def _plausible(value: str) -> bool:
@@ -98,6 +101,13 @@ class TimeBoundField(forms.CharField):
             raise ValidationError(self.error_messages["invalid"], code="invalid") from None
         if timezone.is_naive(moment):
             moment = moment.replace(tzinfo=UTC)
+        # Year 1 or 9999 passes parsing but overflows once shifted to UTC, or in the summary
+        # window's arithmetic (days before the bound): a 500 instead of a form error.
+        if not EARLIEST_BOUND <= moment <= LATEST_BOUND:
+            raise ValidationError(
+                f"Enter a date between {EARLIEST_BOUND:%Y-%m-%d} and {LATEST_BOUND:%Y-%m-%d}.",
+                code="out_of_range",
+            )
         return moment
 
     def run_validators(self, value: object) -> None:
