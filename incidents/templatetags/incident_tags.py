@@ -144,13 +144,17 @@ def lifecycle(incident: Incident, now: datetime | None = None) -> list[Step]:
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
 # Other control characters, except tab and newline (a carriage return ends a line too).
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# A lone surrogate: stored contexts keep upstream's "\ud800" escapes, and json.loads turns them
+# into characters no UTF-8 response can encode (a 500 instead of the page).
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @register.filter
 def strip_ansi(text: str) -> str:
-    """`text` without terminal escapes and control characters (autoescaping then makes it inert)."""
+    """`text` without terminal escapes and control characters (autoescaping then makes it inert)
+    and with lone surrogates shown as U+FFFD."""
     text = str(text).replace("\r\n", "\n").replace("\r", "\n")
-    return _CONTROL.sub("", _ANSI.sub("", text))
+    return _SURROGATE.sub("\ufffd", _CONTROL.sub("", _ANSI.sub("", text)))
 
 
 @dataclass(frozen=True)
