@@ -130,7 +130,9 @@ def incident_document(incident: Incident, *, execution_id: object) -> dict[str, 
 def _write_json(path: Path, document: dict[str, Any]) -> None:
     # O_EXCL: the folder is brand new, so an existing file means something raced us.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+    # A lone surrogate (kept from upstream's "\ud800" escapes in the context) cannot be UTF-8:
+    # backslashreplace writes it back as that same JSON escape, inside its JSON string.
+    with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
         json.dump(document, handle, indent=2, ensure_ascii=False)
         handle.write("\n")
 
