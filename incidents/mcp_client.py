@@ -13,7 +13,9 @@ What kubernetes-mcp-server expects from a client, and what `subscribe()` does, i
    (upstream returns it as JSON inside markdown text, so the text is searched for it);
 4. `notifications/message` from then on, handed to `on_message` as `LogMessage`s.
 
-A subscription dies with its session: callers reconnect by entering `subscribe()` again.
+A subscription dies with its session: callers reconnect by entering `subscribe()` again. To know
+when to, they ping (`Subscription.ping()`) and look at `notification_stream_down_for()`: the SDK
+gives up reopening a broken notification stream without telling anyone.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ import httpx2
 from mcp import ClientSession, MCPDeprecationWarning, MCPError, types
 from mcp.client.streamable_http import streamable_http_client
 
-FAULT_LOGGERS = frozenset({"kubernetes/resource-faults", "kubernetes/faults"})
 SUBSCRIPTION_ERROR_LOGGER = "kubernetes/subscription_error"
 MODES = ("resource-faults", "faults")
 

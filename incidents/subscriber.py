@@ -3,9 +3,11 @@
 Two threads, one job each:
 
 - the event loop (the caller's thread) holds the MCP session (`incidents.mcp_client`): connect,
-  subscribe, ping, and on any failure reconnect with exponential backoff (1 s doubling to 30 s,
-  with jitter), subscribing again because a subscription dies with its session. It never touches
-  the database: each notification goes, as the full JSON-RPC envelope, onto a queue.
+  subscribe, then a heartbeat (a ping, and a check that the notification stream is still open).
+  On any failure — refused connection, dropped stream, server restart, a server that stops
+  answering — it reconnects with exponential backoff (1 s doubling to 30 s, with jitter) and
+  subscribes again, because a subscription dies with its session. It never touches the
+  database: each notification goes, as the full JSON-RPC envelope, onto a queue.
 - `IngestWorker`, a thread with its own database connection, feeds the queue into the same
   `IngestionService` that `ingest_events` uses (same validation, outcomes and counters). Writes
   are batched, and a batch is flushed at the latest `FLUSH_AFTER` seconds after its first record

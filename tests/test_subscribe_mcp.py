@@ -26,6 +26,7 @@ from django.db import connection
 from mcp import types
 
 from incidents.events import parse_record
+from incidents.management.commands.subscribe_mcp import read_header_file
 from incidents.mcp_client import (
     LogMessage,
     SubscriptionFilters,
@@ -469,6 +470,17 @@ def test_command_refuses_bad_arguments_with_a_clear_message(arguments, message):
         call_command("subscribe_mcp", *arguments)
 
 
+def test_header_file_lines_become_headers_and_a_bad_line_is_named_not_echoed(tmp_path):
+    good = tmp_path / "headers"
+    good.write_text("# for prod\nAuthorization: Bearer s3cret\n\nX-Tenant: payments\n")
+    assert read_header_file(good) == {"Authorization": "Bearer s3cret", "X-Tenant": "payments"}
+    bad = tmp_path / "bad-headers"
+    bad.write_text("Authorization Bearer s3cret\n")
+    with pytest.raises(CommandError, match="line 1") as refused:
+        read_header_file(bad)
+    assert "s3cret" not in str(refused.value)
+
+
 # -- the command, as a process --------------------------------------------------------------------
 @pytest.fixture
 def subprocess_database_url(tmp_path, transactional_db) -> str:
@@ -503,6 +515,8 @@ def test_command_retries_until_the_server_is_up_then_sigterm_unsubscribes_and_ex
     port = free_port()
     calls = tmp_path / "calls.jsonl"
     output = tmp_path / "subscriber.log"
+    header_file = tmp_path / "headers"
+    header_file.write_text("Authorization: Bearer t0ken\n")
     with output.open("w") as out:
         command = subprocess.Popen(
             [
@@ -513,8 +527,8 @@ def test_command_retries_until_the_server_is_up_then_sigterm_unsubscribes_and_ex
                 f"http://127.0.0.1:{port}/mcp",
                 "--mode",
                 "faults",
-                "--header",
-                "Authorization: Bearer t0ken",
+                "--header-file",
+                str(header_file),
                 "--heartbeat",
                 "0.5",
                 "--status-interval",
@@ -554,6 +568,7 @@ def test_command_retries_until_the_server_is_up_then_sigterm_unsubscribes_and_ex
     tools = [call["tool"] for call in read_calls(calls)]
     assert tools == ["events_subscribe", "events_unsubscribe"]
     assert read_calls(calls)[0]["arguments"]["mode"] == "faults"
+    assert read_calls(calls)[0]["authorization"] == "Bearer t0ken"
     if connection.vendor == "postgresql":
         assert FaultEvent.objects.filter(fault_id__startswith="c-").count() == created - 1
         assert Incident.objects.count() == created

@@ -35,6 +35,27 @@ def positive_int(value: str) -> int:
     return number
 
 
+def read_header_file(path: Path) -> dict[str, str]:
+    """Headers from FILE, one 'Name: value' a line; blank lines and # comments are skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise CommandError(f"--header-file {path}: {error.strerror}") from None
+    headers = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            name, value = parse_header(line)
+        except ValueError:
+            # The line itself may hold a secret: name the line, not its content.
+            raise CommandError(
+                f"--header-file {path}, line {number}: not in the form 'Name: value'"
+            ) from None
+        headers[name] = value
+    return headers
+
+
 class Command(BaseCommand):
     help = (
         "Subscribe to fault notifications from one kubernetes-mcp-server (MCP over streamable "
@@ -55,6 +76,12 @@ class Command(BaseCommand):
             default=[],
             metavar="'NAME: VALUE'",
             help="HTTP header sent with every request (repeatable), e.g. 'Authorization: Bearer …'",
+        )
+        parser.add_argument(
+            "--header-file",
+            type=Path,
+            metavar="FILE",
+            help="more headers, one 'Name: value' a line (# comments): keeps a token out of ps",
         )
         parser.add_argument(
             "--rejects", type=Path, metavar="FILE", help="append each rejected record to FILE"
@@ -97,6 +124,9 @@ class Command(BaseCommand):
         rejects = options["rejects"]
         if rejects is not None and not rejects.parent.is_dir():
             raise CommandError(f"--rejects: directory {rejects.parent} does not exist")
+        headers = dict(options["header"])
+        if options["header_file"] is not None:
+            headers.update(read_header_file(options["header_file"]))
         config = SubscriberConfig(
             url=options["url"],
             filters=SubscriptionFilters(
@@ -105,7 +135,7 @@ class Command(BaseCommand):
                 namespace=options["namespace"],
                 label_selector=options["label_selector"],
             ),
-            headers=dict(options["header"]),
+            headers=headers,
             batch_size=options["batch_size"],
             rejects_path=rejects,
             status_interval=options["status_interval"],
