@@ -10,9 +10,9 @@ Each request goes through Django's test client (the whole middleware stack, the 
 templates; no network) as a signed-in user: `--warmup` times, then `--requests` timed times. It
 prints, per request, p50 and p95 of the page, the number of SQL queries the page made, the time of
 the page's main query run directly on the same connection (p50 of `--requests` runs), the ratio of
-the two, the time of all its queries together (as Django measured them), and the first request
-after the cache was cleared (summary counts and filter choices are
-cached by the dashboard; that column shows what they cost when they are not).
+the two, the time of all its queries together (p50), and the time of the first request after the
+cache was cleared (the dashboard caches summary counts and filter choices; that column shows what
+they cost when they are not cached).
 
 Pages deep in the list are reached the way a user reaches them: by following the page's own
 "Next" link (page 200) and its "Last" link. Exit status 1 when a target is missed:
@@ -22,6 +22,7 @@ list p95 < 150 ms with at most 12 queries; incident and report pages p95 < 80 ms
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -119,8 +120,8 @@ class Measurement:
 def percentile(values: list[float], pct: float) -> float:
     """Nearest-rank percentile (the value below which pct% of the samples fall)."""
     ordered = sorted(values)
-    rank = max(1, round(pct / 100 * len(ordered) + 0.5))
-    return ordered[min(rank, len(ordered)) - 1]
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
 
 
 def main_query(captured: list[dict], table: str) -> str:
