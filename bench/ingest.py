@@ -4,7 +4,7 @@
         .venv/bin/python bench/ingest.py [--events 200000] [--batch-size 1000] [--keep]
 
 1. Generates N realistic fault records (samples/generate.py: every upstream shape, log samples,
-   each record a new fault) to bench/out/ingest-events-N.jsonl.
+   each record a new fault) to bench/out/ingest-events-N-RUN.jsonl (removed afterwards).
 2. Runs `manage.py ingest_events FILE --quiet` in a child process and times it end to end
    (start-up, parsing, validation, classification, writing), and reads its peak RSS (VmHWM).
 3. On PostgreSQL: turns the same records into the same fault_events and incidents rows (not
@@ -12,7 +12,8 @@
    (LIKE … INCLUDING ALL)`: the same columns, constraints and indexes, plus the foreign key), in
    one transaction, and prints both rates and the ratio ours / COPY. The scratch tables are
    dropped afterwards.
-4. Deletes the rows it ingested (they carry this run's subscription id) unless --keep.
+4. Deletes the rows it ingested (they carry this run's subscription id) and the file, unless
+   --keep. On PostgreSQL the two tables are vacuumed before the timed run and after the delete.
 
 The database must be migrated (the bench runs `migrate` first). Only this machine is contacted.
 """
@@ -98,7 +99,7 @@ def _copy_text(value) -> str:
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
-def write_copy_files(events: Path) -> tuple[Path, Path, list[str], list[str], int]:
+def write_copy_files(events: Path, run: str) -> tuple[Path, Path, list[str], list[str], int]:
     """The rows ingest_events writes for `events`, as two COPY text files (not timed)."""
     from django.utils import timezone
 
@@ -107,7 +108,8 @@ def write_copy_files(events: Path) -> tuple[Path, Path, list[str], list[str], in
 
     fault_columns = [f.column for f in FaultEvent._meta.concrete_fields]
     incident_columns = ["incident_id", "fault_id", "status", "created_at", *DENORMALIZED_FIELDS]
-    faults_path, incidents_path = OUT / "copy-fault-events.tsv", OUT / "copy-incidents.tsv"
+    faults_path = OUT / f"copy-fault-events-{run}.tsv"
+    incidents_path = OUT / f"copy-incidents-{run}.tsv"
     n = 0
     now = timezone.now()
     with (
@@ -173,13 +175,26 @@ def delete_run(run: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM incidents WHERE subscription_id LIKE %s", [pattern])
         cursor.execute("DELETE FROM fault_events WHERE subscription_id LIKE %s", [pattern])
+    vacuum()
+
+
+def vacuum() -> None:
+    """VACUUM ANALYZE the two tables: a run after a deleted run must not pay for its dead rows
+    (COPY's scratch tables start clean). Autocommit: VACUUM cannot run in a transaction."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE fault_events")
+        cursor.execute("VACUUM ANALYZE incidents")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000, help="records (default 200000)")
     parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--keep", action="store_true", help="keep the ingested rows")
+    parser.add_argument("--keep", action="store_true", help="keep the ingested rows and the file")
     args = parser.parse_args()
 
     setup_django()
@@ -188,7 +203,8 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     run = secrets.token_hex(4)
-    events = OUT / f"ingest-events-{args.events}.jsonl"
+    # Per-run names: two benches at once must not read each other's half-written files.
+    events = OUT / f"ingest-events-{args.events}-{run}.jsonl"
     started = time.perf_counter()
     write_events(events, args.events, run)
     size_mb = events.stat().st_size / 1e6
@@ -196,6 +212,7 @@ def main() -> None:
           f"{time.perf_counter() - started:.1f} s: {events}")  # fmt: skip
     print(f"database: {connection.vendor} {connection.settings_dict['NAME']}")
 
+    vacuum()
     connection.close()  # the child gets the database to itself
     seconds, peak_mb, summary = run_command(events, args.batch_size)
     ours = args.events / seconds
@@ -204,7 +221,7 @@ def main() -> None:
 
     try:
         if connection.vendor == "postgresql":
-            faults, incidents, fault_columns, incident_columns, n = write_copy_files(events)
+            faults, incidents, fault_columns, incident_columns, n = write_copy_files(events, run)
             copy_seconds = time_copy(faults, incidents, fault_columns, incident_columns)
             copy_rate = n / copy_seconds
             print(f"COPY: {copy_seconds:.1f} s, {copy_rate:,.0f} events/s (event + incident rows)")
@@ -216,6 +233,7 @@ def main() -> None:
     finally:
         if not args.keep:
             delete_run(run)
+            events.unlink()
 
 
 if __name__ == "__main__":

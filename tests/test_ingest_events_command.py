@@ -137,6 +137,16 @@ def test_rejects_file_holds_exactly_the_rejected_records_unchanged(tmp_path):
     assert rejects.read_bytes() == expected
 
 
+def test_rejects_file_joins_a_multi_line_record_from_an_array(tmp_path):
+    bad = {"faultId": "b", "severity": "urgent"}
+    path = write(tmp_path, "events.json", json.dumps([json.loads(line("a")), bad], indent=2))
+    rejects = tmp_path / "rejects.jsonl"
+    status, _, _ = run(path, "--rejects", str(rejects))
+    assert status == 1
+    (joined,) = rejects.read_text().splitlines()
+    assert json.loads(joined) == bad
+
+
 def test_rejects_file_is_empty_when_nothing_was_rejected(tmp_path):
     rejects = tmp_path / "rejects.jsonl"
     status, _, _ = run(write(tmp_path, "ok.jsonl", line()), "--rejects", str(rejects))

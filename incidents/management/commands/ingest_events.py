@@ -7,6 +7,7 @@ stderr as `PATH:LINE: reason`, and ends its output with the contract's summary l
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from contextlib import ExitStack
@@ -58,9 +59,13 @@ class Command(BaseCommand):
         if batch_size < 1:
             raise CommandError(f"--batch-size must be at least 1, not {batch_size}", returncode=2)
         for path in paths:
-            if path != STDIN and not Path(path).is_file():
+            if path == STDIN:
+                continue
+            if not Path(path).is_file():
                 reason = "is a directory" if Path(path).is_dir() else "no such file"
                 raise CommandError(f"{path}: {reason}", returncode=2)
+            if not os.access(path, os.R_OK):
+                raise CommandError(f"{path}: permission denied", returncode=2)
         if paths.count(STDIN) > 1:
             raise CommandError("standard input ('-') can be read only once", returncode=2)
 
@@ -90,9 +95,12 @@ class Command(BaseCommand):
                     line = rejection.line if rejection.line is not None else "-"
                     self.stderr.write(f"{rejection.source}:{line}: {rejection.reason}")
                 if rejects is not None:
-                    # One per line: a multi-line record (from a JSON array) is joined; outside
-                    # strings a newline is whitespace, and inside one JSON forbids it anyway.
-                    rejects.write(rejection.raw.replace("\r", " ").replace("\n", " ") + "\n")
+                    raw = rejection.raw
+                    if "\n" in raw:
+                        # One per line: a record that spans lines (in a JSON array) is joined.
+                        # Outside strings a newline is whitespace; inside one JSON forbids it.
+                        raw = raw.replace("\r\n", " ").replace("\n", " ")
+                    rejects.write(raw + "\n")
 
             service = IngestionService(
                 batch_size=batch_size, dry_run=options["dry_run"], on_reject=on_reject
