@@ -19,6 +19,7 @@ Guarantees of `run_agent`:
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from django.utils import timezone
+
+logger = logging.getLogger("incidents.worker")
 
 CHUNK = 64 * 1024
 STDERR_TAIL_BYTES = 4096
@@ -81,22 +84,60 @@ class _LogPump(threading.Thread):
         self.dropped = 0
 
     def run(self) -> None:
+        # The pipe is read to its end whatever happens to the log file (disk full, a quota, the
+        # agent deleting logs/): a reader that stopped would leave the agent blocked on a full
+        # pipe until its timeout. What cannot be written counts as dropped.
         fd = self.pipe.fileno()
-        with open(self.path, "ab", opener=_private_opener) as log:
+        log = self._open()
+        try:
             while chunk := os.read(fd, CHUNK):
-                room = max(self.limit - self.written, 0)
+                room = max(self.limit - self.written, 0) if log is not None else 0
                 if room:
-                    log.write(chunk[:room])
-                    self.written += min(room, len(chunk))
+                    try:
+                        log.write(chunk[:room])
+                    except OSError as error:
+                        self._close(log, error)
+                        log, room = None, 0
+                    else:
+                        self.written += min(room, len(chunk))
                 self.dropped += max(len(chunk) - room, 0)
                 if self.keep_tail:
                     self.tail = (self.tail + chunk)[-self.keep_tail :]
-            if self.dropped:
-                log.write(
-                    f"\n[run_triage: log truncated at {self.limit} bytes; "
-                    f"{self.dropped} more bytes dropped]\n".encode()
-                )
-        self.pipe.close()
+            if self.dropped and log is not None:
+                try:
+                    log.write(
+                        f"\n[run_triage: log truncated at {self.limit} bytes; "
+                        f"{self.dropped} more bytes dropped]\n".encode()
+                    )
+                except OSError as error:
+                    self._close(log, error)
+                    log = None
+        finally:
+            if log is not None:
+                self._close(log, None)
+            self.pipe.close()
+
+    def _open(self) -> BinaryIO | None:
+        try:
+            return open(self.path, "ab", opener=_private_opener)  # closed by run()
+        except OSError as error:
+            self._close(None, error)
+            return None
+
+    def _close(self, log: BinaryIO | None, error: OSError | None) -> None:
+        """Close the log (ignoring what closing raises: its buffer may not fit either)."""
+        if error is not None:
+            logger.warning(
+                "agent log %s not writable (%s): the rest of the stream is dropped",
+                self.path,
+                error.strerror or error,
+                extra={"step": "log not writable", "path": str(self.path)},
+            )
+        if log is not None:
+            try:
+                log.close()
+            except OSError:
+                pass
 
 
 def _private_opener(path: str, flags: int) -> int:
