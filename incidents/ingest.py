@@ -266,8 +266,13 @@ def _known(connection, batch: list[_Pending]) -> tuple[set[tuple[str, datetime]]
             # psycopg's cursor directly: two array parameters, not thousands of literals, and
             # no copy of the statement in DEBUG's query log per batch.
             cursor = wrapper.cursor
+            # A bulk load grows the table faster than autovacuum re-analyzes it; on a stale
+            # estimate PostgreSQL hash-joins against a scan of the whole table, once per batch.
+            # Index probes are right at any size; the setting ends with the statement's use.
+            cursor.execute("SET LOCAL enable_seqscan = off")
             cursor.execute(_KNOWN_SQL, [list(fault_ids), list(timestamps)])
             rows = cursor.fetchall()
+            cursor.execute("RESET enable_seqscan")
     else:
         rows = (
             Incident.objects.using(connection.alias)
