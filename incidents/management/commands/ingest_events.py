@@ -2,7 +2,8 @@
 
 A thin wrapper over `incidents.ingest`: reads each input as a stream, reports each rejection on
 stderr as `PATH:LINE: reason`, and ends its output with the contract's summary line. Exit status
-0 when nothing was rejected, 1 when something was, 2 for a usage error.
+0 when nothing was rejected, 1 when something was, 2 for a usage error, 3 when the database
+failed mid-way (every batch before the failure is stored whole, none after it).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from pathlib import Path
 from typing import IO
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
+from django.db import DatabaseError, connection
 
 from incidents.ingest import IngestionService, Rejection, iter_records
 
 STDIN = "-"
+DATABASE_FAILURE = 3  # exit status when the database fails mid-way (1: rejections, 2: usage)
 PROGRESS_INTERVAL = 0.25  # seconds between progress bar redraws
 
 
@@ -105,9 +108,24 @@ class Command(BaseCommand):
             service = IngestionService(
                 batch_size=batch_size, dry_run=options["dry_run"], on_reject=on_reject
             )
-            for path in paths:
-                self._ingest(path, service, progress)
-            service.flush()
+            try:
+                for path in paths:
+                    self._ingest(path, service, progress)
+                service.flush()
+            except (DatabaseError, connection.Database.Error) as error:
+                # The driver's own errors too: the PostgreSQL writer uses psycopg's cursor
+                # directly, outside Django's error wrapping.
+                # Batches commit whole: every record up to the last committed batch is stored
+                # and none after it, so a rerun of the same input stores exactly the rest.
+                if progress:
+                    progress.clear()
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+                raise CommandError(
+                    f"database error, stopped: {reason}. So far (committed batches only): "
+                    f"{service.counts.summary()}. Rerun the same input to store the rest; "
+                    "what was stored counts as duplicate.",
+                    returncode=DATABASE_FAILURE,
+                ) from None
             if progress:
                 progress.clear()
 
