@@ -1,0 +1,376 @@
+"""Faults survived: the database going away mid-ingestion, an agent flooding its output, the
+workspace disk missing, refusing writes or filling up.
+
+A worker killed with SIGKILL mid-run is recovered by the next worker: that fault is tested in
+tests/test_run_triage_command.py
+(`test_incident_of_a_worker_killed_mid_run_is_recovered_by_the_next`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import shlex
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection
+
+from incidents.choices import Status
+from incidents.models import AgentExecution, FaultEvent, Incident
+from incidents.worker import Mode, Worker, WorkerConfig
+from tests.builders import make_incident
+
+ROOT = Path(settings.BASE_DIR)
+AGENT = Path(__file__).parent / "agents" / "scripted_agent.py"
+MIB = 1 << 20
+
+
+def agent(*args: str) -> str:
+    return shlex.join([sys.executable, str(AGENT), *args])
+
+
+def database_url() -> str:
+    """The test database, for a subprocess (PostgreSQL: SQLite's test database is in memory)."""
+    db = connection.settings_dict
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def manage(*args: str, **popen) -> subprocess.Popen:
+    env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_DEBUG": "1"}
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
+def wait_for(condition, *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+# -- the database going away mid-ingestion ---------------------------------------------------------
+EVENTS = 60_000
+BATCH = 200
+
+
+def write_events(path: Path, n: int) -> None:
+    with path.open("w") as handle:
+        for i in range(n):
+            record = {
+                "faultId": f"kill-{i:07d}",
+                "cluster": "prod-us-east-1",
+                "faultType": "CrashLoop",
+                "severity": "high",
+                "timestamp": "2025-12-20T15:30:00Z",
+                "resource": {"kind": "Pod", "name": f"api-{i}", "namespace": "payments"},
+            }
+            handle.write(json.dumps(record) + "\n")
+
+
+def terminate_other_backends() -> int:
+    """Kill every other connection to the test database, as a failover or an admin would."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            [connection.settings_dict["NAME"]],
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_database_killed_mid_ingestion_fails_clearly_and_a_rerun_stores_each_event_once(
+    tmp_path,
+):
+    events = tmp_path / "events.jsonl"
+    write_events(events, EVENTS)
+    process = manage("ingest_events", str(events), "--batch-size", str(BATCH))
+    try:
+        # Kill its connection once some batches have committed and well before the end.
+        wait_for(
+            lambda: Incident.objects.count() >= 5 * BATCH or process.poll() is not None,
+            timeout=120,
+            what="the first batches",
+        )
+        assert process.poll() is None, "ingestion finished before the fault could be injected"
+        assert terminate_other_backends() >= 1
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+    assert process.returncode == 3, stderr
+    assert "Traceback" not in stderr
+    assert re.search(
+        r"CommandError: database error, stopped: .*terminating connection due to administrator "
+        r"command.*So far \(committed batches only\): received \d+: created \d+, duplicate 0.*"
+        r"Rerun the same input to store the rest",
+        stderr,
+        re.S,
+    ), stderr
+    stored = Incident.objects.count()
+    assert 0 < stored < EVENTS
+    # Batches commit whole: no half batch, and no fault without its incident or the reverse.
+    assert stored % BATCH == 0
+    assert FaultEvent.objects.count() == stored
+    assert not Incident.objects.filter(fault__isnull=True).exists()
+    created_before = int(re.search(r"created (\d+)", stderr).group(1))
+    assert created_before == stored  # the message counts exactly what was committed
+
+    rerun = manage("ingest_events", str(events), "--batch-size", "5000")
+    stdout, stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, stderr
+    assert stdout.splitlines()[-1] == (
+        f"received {EVENTS}: created {EVENTS - stored}, duplicate {stored}, coalesced 0, "
+        "rejected 0, ignored 0"
+    )
+    assert FaultEvent.objects.count() == EVENTS
+    assert Incident.objects.count() == EVENTS
+    assert Incident.objects.values("fault_id").distinct().count() == EVENTS
+
+
+# -- an agent writing gigabytes to stdout and stderr ---------------------------------------------
+FLOOD_AGENT = textwrap.dedent(
+    """
+    import os, sys
+    total = int(sys.argv[1])
+    chunk = b"y" * (1 << 20)
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    for i in range(total >> 20):
+        out.write(chunk)
+        if i % 4 == 0:
+            err.write(chunk)
+    with open(os.environ["TRIAGE_REPORT_FILE"], "w") as report:
+        report.write("# Flood\\n\\n" + "The agent printed a lot and still reported. " * 5)
+    """
+)
+
+
+def rss_kib() -> int:
+    for entry in Path("/proc/self/status").read_text().splitlines():
+        if entry.startswith("VmRSS:"):
+            return int(entry.split()[1])
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+class PeakRss(threading.Thread):
+    """Samples this process's resident memory every 20 ms while the block runs."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.baseline = rss_kib()
+        self.peak = self.baseline
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(0.02):
+            self.peak = max(self.peak, rss_kib())
+
+    def __enter__(self) -> PeakRss:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self.join()
+        self.peak = max(self.peak, rss_kib())
+
+
+@pytest.mark.django_db
+def test_agent_writing_gigabytes_has_its_logs_capped_and_worker_memory_stays_flat(
+    tmp_path, settings, capsys
+):
+    settings.TRIAGE_AGENT_LOG_MAX_BYTES = cap = MIB
+    flood = 2048 * MIB  # 2 GiB on stdout, 512 MiB on stderr
+    incident = make_incident()
+    command = shlex.join([sys.executable, "-c", FLOOD_AGENT, str(flood)])
+    began = time.monotonic()
+    with PeakRss() as memory:
+        call_command(
+            "run_triage", "--once", "--agent-command", command, "--workspace-root", str(tmp_path)
+        )
+    elapsed = time.monotonic() - began
+    incident.refresh_from_db()
+    assert incident.status == Status.RESOLVED, incident.failure_reason
+    logs = tmp_path / str(incident.incident_id) / "logs"
+    out, err = (logs / "agent.stdout.log").read_bytes(), (logs / "agent.stderr.log").read_bytes()
+    note = b"\n[run_triage: log truncated at 1048576 bytes; %d more bytes dropped]\n"
+    assert out == b"y" * cap + note % (flood - cap)
+    assert err == b"y" * cap + note % (flood // 4 - cap)
+    grown_mib = (memory.peak - memory.baseline) / 1024
+    with capsys.disabled():
+        print(f"\n2.5 GiB of agent output in {elapsed:.1f} s; worker RSS grew {grown_mib:.1f} MiB")
+    assert grown_mib < 32, f"worker memory grew {grown_mib:.0f} MiB reading 2.5 GiB of output"
+    assert elapsed < 20
+
+
+def run_agent_with_file_size_limit(tmp_path: Path, limit: int, agent_code: str) -> dict:
+    """Run `run_agent` in a process whose files cannot grow past `limit` bytes (RLIMIT_FSIZE:
+    what a full disk or a quota does to a writer, without needing either)."""
+    script = textwrap.dedent(
+        f"""
+        import json, os, resource, sys, time
+        from pathlib import Path
+        import django
+        django.setup()
+        from incidents.worker.agent import run_agent
+        resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
+        folder = Path({str(tmp_path)!r})
+        began = time.monotonic()
+        result = run_agent(
+            [sys.executable, "-c", {agent_code!r}], cwd=folder, env=dict(os.environ),
+            stdout_log=folder / "out.log", stderr_log=folder / "err.log",
+            timeout=20, kill_grace=1, log_limit=10 * 1024 * 1024,
+        )
+        print(json.dumps({{"returncode": result.returncode, "timed_out": result.timed_out,
+                          "dropped": result.dropped_bytes, "seconds": time.monotonic() - began}}))
+        """
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "triage_site.settings", "DJANGO_DEBUG": "1"}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    result["output"] = done.stdout + done.stderr  # the worker logs to stdout, as JSON
+    return result
+
+
+def test_a_disk_filling_up_mid_run_cuts_the_logs_without_hanging_the_agent(tmp_path):
+    # The agent writes 4 MiB; the "disk" takes 64 KiB per file. Before the fix the log reader
+    # died on EFBIG, the agent blocked on a full pipe and the run ended "timed out".
+    code = "import sys; sys.stdout.buffer.write(b'x' * (4 << 20)); sys.stdout.flush()"
+    result = run_agent_with_file_size_limit(tmp_path, 64 * 1024, code)
+    assert (result["returncode"], result["timed_out"]) == (0, False)
+    assert result["seconds"] < 5
+    assert (tmp_path / "out.log").stat().st_size == 64 * 1024
+    assert result["dropped"] == 4 * MIB - 64 * 1024
+    assert "agent log" in result["output"]
+    assert "not writable (File too large)" in result["output"]
+
+
+# -- the workspace disk: missing, refusing writes, full --------------------------------------------
+# A root below a regular file (ENOTDIR) is tested in tests/test_worker.py
+# (`test_unwritable_workspace_root_fails_each_incident_and_keeps_going`). Tests run as root,
+# which ignores permission bits, so the cases below use what refuses root too.
+
+
+@pytest.mark.django_db
+def test_a_workspace_root_deleted_between_runs_is_made_again(tmp_path):
+    root = tmp_path / "workspaces"
+    config = WorkerConfig(agent_command=agent(), workspace_root=root)
+    first = make_incident()
+    Worker(config, mode=Mode.ONCE).run()
+    shutil.rmtree(root)
+    second = make_incident()
+    Worker(config, mode=Mode.ONCE).run()
+    for incident in (first, second):
+        incident.refresh_from_db()
+        assert incident.status == Status.RESOLVED, incident.failure_reason
+    assert (root / str(second.incident_id) / "incident.json").exists()
+
+
+def _sysfs_refuses_mkdir() -> bool:
+    try:
+        os.mkdir("/sys/triage-probe")
+    except OSError:
+        return True
+    os.rmdir("/sys/triage-probe")
+    return False
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not _sysfs_refuses_mkdir(),
+    reason="needs Linux sysfs, which refuses new directories even to root",
+)
+@pytest.mark.django_db
+def test_a_workspace_root_on_a_filesystem_refusing_writes_fails_each_incident_and_goes_on():
+    root = Path("/sys/triage-workspaces")
+    config = WorkerConfig(agent_command=agent(), workspace_root=root)
+    first, second = make_incident(), make_incident()
+    summary = Worker(config, mode=Mode.UNTIL_EMPTY).run()
+    assert summary.outcomes[Status.AGENT_FAILED] == 2
+    for incident in (first, second):
+        incident.refresh_from_db()
+        assert incident.status == Status.AGENT_FAILED
+        assert incident.failure_reason == (
+            f"workspace {root / str(incident.incident_id)} not writable: "
+            f"Operation not permitted: {root}"
+        )
+        execution = AgentExecution.objects.get(incident=incident)
+        assert execution.error_message == incident.failure_reason
+        assert execution.completed_at is not None
+
+
+def limit_file_size(limit: int):
+    def preexec() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return preexec
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_full_workspace_disk_fails_each_incident_with_the_reason_and_the_worker_goes_on(
+    tmp_path,
+):
+    # RLIMIT_FSIZE 0: no file the worker writes can hold a byte (EFBIG), as on a full disk.
+    first, second = make_incident(), make_incident()
+    worker = manage(
+        "run_triage", "--until-empty", "--agent-command", agent(),
+        "--workspace-root", str(tmp_path), preexec_fn=limit_file_size(0),
+    )  # fmt: skip
+    stdout, stderr = worker.communicate(timeout=120)
+    assert worker.returncode == 0, stderr
+    assert "triaged 2: resolved 0, failed 0, agent_failed 2" in stdout
+    for incident in (first, second):
+        incident.refresh_from_db()
+        assert incident.status == Status.AGENT_FAILED
+        folder = tmp_path / str(incident.incident_id)
+        assert incident.failure_reason == (
+            f"workspace {folder} not writable: File too large: {folder / 'incident.json'}"
+        )
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_workspace_disk_filling_up_during_the_run_still_records_the_outcome(tmp_path):
+    # Room for the workspace files and the report, not for 4 MiB of agent output.
+    incident = make_incident()
+    worker = manage(
+        "run_triage", "--once", "--agent-command", agent("--stdout-bytes", str(4 * MIB)),
+        "--workspace-root", str(tmp_path), "--timeout", "60", preexec_fn=limit_file_size(64 * 1024),
+    )  # fmt: skip
+    began = time.monotonic()
+    stdout, stderr = worker.communicate(timeout=120)
+    assert worker.returncode == 0, stderr
+    assert time.monotonic() - began < 30  # not the 60 s timeout: the agent was never blocked
+    incident.refresh_from_db()
+    assert incident.status == Status.RESOLVED, incident.failure_reason
+    log = tmp_path / str(incident.incident_id) / "logs" / "agent.stdout.log"
+    assert log.stat().st_size == 64 * 1024
+    assert "not writable (File too large)" in stdout + stderr
