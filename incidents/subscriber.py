@@ -129,6 +129,8 @@ class IngestWorker(threading.Thread):
         self.counts = IngestCounts()
         self.write_failures = 0
         self.failure: BaseException | None = None
+        # Notifications still unwritten when a stop gave up on an unreachable database.
+        self.unsaved = 0
         self.on_failure: Callable[[], None] | None = None
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._ready = threading.Event()
@@ -198,6 +200,7 @@ class IngestWorker(threading.Thread):
         try:
             service.add(envelope, source=self.source, line=sequence)
         except DatabaseError:
+            self.write_failures += 1
             # add() writes when its batch is full, and keeps the batch when the write fails
             # (the record included): only the write is retried, never the add.
             self._after_write_failure(f"writing the batch ending at notification #{sequence}")
@@ -211,16 +214,16 @@ class IngestWorker(threading.Thread):
                 service.flush()
             except DatabaseError:
                 attempts += 1
+                self.write_failures += 1
                 if self._stopping.is_set() and attempts >= 3:
+                    self.unsaved = service.pending()
                     logger.error(
-                        "giving up: %d received notifications could not be stored",
-                        service.pending(),
+                        "giving up: %d received notifications could not be stored", self.unsaved
                     )
                     return
                 self._after_write_failure("writing a batch")
 
     def _after_write_failure(self, what: str) -> None:
-        self.write_failures += 1
         logger.exception("database error while %s; retrying in %.0f s", what, WRITE_RETRY_DELAY)
         # Drop the broken connection so the next attempt opens a fresh one.
         close_old_connections()
@@ -263,13 +266,19 @@ class Subscriber:
     def run(self, *, install_signal_handlers: bool = True) -> IngestCounts:
         """Block until stopped; return the ingestion counts. SIGTERM/SIGINT stop it cleanly.
 
-        Raises `IngestFailed` when the ingest worker died (its error is logged and chained).
+        Raises `IngestFailed` when the ingest worker died (its error is logged and chained), or
+        when received notifications could not be written before the end.
         """
         counts = asyncio.run(self._main(install_signal_handlers=install_signal_handlers))
         if self.worker.failure is not None:
             raise IngestFailed(
                 f"storing notifications failed: {describe_error(self.worker.failure)}"
             ) from self.worker.failure
+        if self.worker.unsaved:
+            raise IngestFailed(
+                f"{self.worker.unsaved} received notifications could not be stored "
+                "(the database stayed unreachable)"
+            )
         return counts
 
     def stop(self) -> None:

@@ -22,10 +22,12 @@ from urllib.parse import urlsplit
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import OperationalError, connection
 from mcp import types
 
+from incidents import subscriber as subscriber_module
 from incidents.events import parse_record
+from incidents.ingest import IngestionService
 from incidents.management.commands.subscribe_mcp import read_header_file
 from incidents.mcp_client import (
     LogMessage,
@@ -140,6 +142,20 @@ def config_for(port: int, **overrides) -> SubscriberConfig:
     values = {"url": f"http://127.0.0.1:{port}/mcp", "heartbeat_interval": 0.3}
     values.update(overrides)
     return SubscriberConfig(**values)
+
+
+def lone_fault_envelope(fault_id: str) -> dict:
+    return LogMessage(
+        level="warning",
+        logger="kubernetes/resource-faults",
+        data={
+            "faultId": fault_id,
+            "cluster": "prod",
+            "faultType": "OOMKilled",
+            "severity": "high",
+            "timestamp": "2026-01-05T10:00:00Z",
+        },
+    ).envelope()
 
 
 # -- pure parts -----------------------------------------------------------------------------------
@@ -390,17 +406,7 @@ def test_a_thousand_events_sent_as_fast_as_possible_are_all_stored(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_lone_event_is_stored_within_a_second_without_waiting_for_a_full_batch():
-    envelope = LogMessage(
-        level="warning",
-        logger="kubernetes/resource-faults",
-        data={
-            "faultId": "lone-1",
-            "cluster": "prod",
-            "faultType": "OOMKilled",
-            "severity": "high",
-            "timestamp": "2026-01-05T10:00:00Z",
-        },
-    ).envelope()
+    envelope = lone_fault_envelope("lone-1")
     worker = IngestWorker(source="test", batch_size=1000)
     worker.start()
     try:
@@ -445,6 +451,23 @@ def test_a_stop_while_waiting_to_reconnect_returns_at_once():
     assert not thread.is_alive()
     assert time.monotonic() - asked < 1.0
     assert subscriber.subscriptions == 0 and subscriber.counts.received == 0
+
+
+def test_notifications_the_database_never_takes_are_counted_as_unsaved(monkeypatch, caplog):
+    def refuse(self):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(subscriber_module, "WRITE_RETRY_DELAY", 0)
+    monkeypatch.setattr(IngestionService, "flush", refuse)
+    worker = IngestWorker(source="test")
+    worker.start()
+    worker.wait_ready()
+    worker.submit(lone_fault_envelope("unsaved-1"), sequence=1)
+    worker.stop()
+    worker.join(timeout=10)
+    assert not worker.is_alive()
+    assert worker.unsaved == 1 and worker.write_failures == 3
+    assert "giving up: 1 received notifications could not be stored" in caplog.text
 
 
 def test_a_dead_ingest_worker_stops_the_subscriber_with_its_reason(tmp_path):
