@@ -262,7 +262,9 @@ def _known(connection, batch: list[_Pending]) -> tuple[set[tuple[str, datetime]]
     pairs = {(p.event.fault_id, p.event.timestamp) for p in batch}
     if connection.vendor == "postgresql":
         fault_ids, timestamps = zip(*pairs, strict=True)
-        with connection.cursor() as wrapper:
+        # wrap_database_errors: psycopg's errors become Django's (DatabaseError…), which the
+        # callers' retry and lost-connection handling catch.
+        with connection.cursor() as wrapper, connection.wrap_database_errors:
             # psycopg's cursor directly: two array parameters, not thousands of literals, and
             # no copy of the statement in DEBUG's query log per batch.
             cursor = wrapper.cursor
@@ -374,7 +376,7 @@ def _copy_insert(connection, to_create: list[_Pending]) -> set[str]:
     SELECT … ON CONFLICT DO NOTHING. Rows are inserted in fault_id order so that two ingesters
     take the unique-index locks in the same order and cannot deadlock each other."""
     created_at = timezone.now()
-    with connection.cursor() as wrapper:
+    with connection.cursor() as wrapper, connection.wrap_database_errors:  # Django's errors
         cursor = wrapper.cursor  # psycopg's own cursor: Django's wrapper has no copy()
         cursor.execute(_STAGE_DDL)
         cursor.execute("TRUNCATE ingest_stage")
