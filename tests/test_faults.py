@@ -374,3 +374,50 @@ def test_a_workspace_disk_filling_up_during_the_run_still_records_the_outcome(tm
     log = tmp_path / str(incident.incident_id) / "logs" / "agent.stdout.log"
     assert log.stat().st_size == 64 * 1024
     assert "not writable (File too large)" in stdout + stderr
+
+
+# -- the database going away under live ingestion (subscribe_mcp's ingest thread) -----------------
+def fault_envelope(fault_id: str) -> dict:
+    return {
+        "jsonrpc": "2.0",
+        "method": "notifications/message",
+        "params": {
+            "level": "warning",
+            "logger": "kubernetes/resource-faults",
+            "data": {
+                "faultId": fault_id,
+                "cluster": "prod-us-east-1",
+                "faultType": "CrashLoop",
+                "severity": "high",
+                "timestamp": "2025-12-20T15:30:00Z",
+            },
+        },
+    }
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_live_ingestion_survives_its_connection_being_killed(caplog):
+    from incidents.subscriber import IngestWorker
+
+    worker = IngestWorker(source="mcp-test", batch_size=1)
+    worker.start()
+    try:
+        worker.wait_ready()
+        worker.submit(fault_envelope("live-1"), sequence=1)
+        wait_for(lambda: worker.counts.created == 1, timeout=10, what="the first event")
+        assert terminate_other_backends() >= 1
+        worker.submit(fault_envelope("live-2"), sequence=2)
+        wait_for(
+            lambda: worker.counts.created == 2 or not worker.is_alive(),
+            timeout=30,
+            what="the event after the kill",
+        )
+    finally:
+        worker.stop()
+        worker.join(timeout=30)
+    assert worker.failure is None, f"the ingest thread died: {worker.failure!r}"
+    assert set(FaultEvent.objects.values_list("fault_id", flat=True)) == {"live-1", "live-2"}
+    assert Incident.objects.count() == 2
+    # The kill was felt (and retried on a new connection), not missed.
+    assert "terminating connection due to administrator command" in caplog.text
