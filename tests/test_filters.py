@@ -117,6 +117,14 @@ def test_q_matches_resource_names_case_insensitively():
     assert matching("q=api-7f8") == {api.pk}
 
 
+def test_q_shorter_than_a_trigram_matches_only_a_whole_fault_id():
+    make_incident(event=make_fault_event(resource_name="ab-worker"))
+    short = make_incident(event=make_fault_event(fault_id="ab", resource_name="x"))
+    assert matching("q=ab") == {short.pk}
+    assert matching("q=abw") == set()
+    assert len(matching("q=ab-")) == 1
+
+
 def test_q_matches_an_exact_fault_id():
     event = make_fault_event(fault_id="f7a3b2c1d4e5f6a7", resource_name="x", save=True)
     first = make_incident(event=event, status="resolved")

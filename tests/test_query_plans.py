@@ -181,11 +181,5 @@ def test_the_summary_reads_only_the_covering_index(seeded_table, signed_in, para
         assert {scan["Node Type"] for scan in scans} == {"Index Only Scan"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="IncidentFilterSet.filter_q runs icontains for a q shorter than 3 characters, which "
-    "no trigram can serve: the capped count scans the table (540 ms at 1 M rows). Fix in "
-    "filters.py: match such a q only as an exact fault or incident id; then drop this mark.",
-)
 def test_a_two_character_q_avoids_a_scan(seeded_table, signed_in):
     assert _assert_indexed(signed_in, {"q": "qz"})
