@@ -20,8 +20,14 @@ Guarantees:
   incident per event; the loser counts the record as duplicate or coalesced. Fault event rows use
   `ON CONFLICT (fault_id) DO NOTHING`: an existing row is kept as it is, like the store does.
 - A batch that fails on a database error is retried record by record, so one bad row is rejected
-  and its neighbours are kept. A connection failure is not a bad row: it propagates.
-- Counts change only when a batch has committed.
+  and its neighbours are kept. An error that is no row's fault (a lost connection) propagates,
+  and the records not yet written stay buffered for the next `flush()`.
+- created/duplicate/coalesced are counted only once their batch has committed.
+- Memory is one batch, whatever the input's size; only a dry run remembers what its earlier
+  batches would have created (one entry per new fault).
+
+`iter_records` splits a byte stream (JSON Lines, a JSON array, or concatenated JSON values) into
+records without loading it whole.
 """
 
 from __future__ import annotations
