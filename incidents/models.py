@@ -75,6 +75,8 @@ class FaultEvent(models.Model):
             models.Index(fields=["resource_namespace"], name="fault_events_namespace_idx"),
             models.Index(fields=["fault_type"], name="fault_events_fault_type_idx"),
             models.Index(fields=["severity"], name="fault_events_severity_idx"),
+            # The admin's fault event list: newest first, and its date hierarchy.
+            models.Index(fields=["-timestamp"], name="fault_events_timestamp_idx"),
         ]
 
     def __str__(self) -> str:
@@ -242,6 +244,8 @@ class AgentExecution(models.Model):
         indexes = [
             # An incident page lists its executions, newest first.
             models.Index(fields=["incident", "-started_at"], name="agent_executions_incident_idx"),
+            # The admin's execution list: newest first, and its date hierarchy.
+            models.Index(fields=["-started_at"], name="agent_executions_started_idx"),
         ]
 
     def __str__(self) -> str:
@@ -287,6 +291,8 @@ class TriageReport(models.Model):
             models.Index(fields=["incident", "-generated_at"], name="triage_reports_incident_idx"),
             # PROTECT checks and "reports of this execution".
             models.Index(fields=["execution"], name="triage_reports_execution_idx"),
+            # The admin's report list: newest first, and its date hierarchy.
+            models.Index(fields=["-generated_at"], name="triage_reports_generated_idx"),
         ]
 
     def __str__(self) -> str:
