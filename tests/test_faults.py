@@ -47,8 +47,8 @@ def database_url() -> str:
     return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-def manage(*args: str, **popen) -> subprocess.Popen:
-    env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_DEBUG": "1"}
+def manage(*args: str, env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
+    env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_DEBUG": "1", **(env or {})}
     return subprocess.Popen(
         [sys.executable, str(ROOT / "manage.py"), *args],
         cwd=ROOT,
@@ -87,15 +87,29 @@ def write_events(path: Path, n: int) -> None:
             handle.write(json.dumps(record) + "\n")
 
 
-def terminate_other_backends() -> int:
-    """Kill every other connection to the test database, as a failover or an admin would."""
+APP_NAME = "triage-under-fault"  # libpq's PGAPPNAME: marks a subprocess's connections
+
+
+def terminate_backends(application_name: str | None = None) -> int:
+    """Kill every other connection to the test database (or those of one application name), as
+    a failover or an admin would; how many were killed."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()",
-            [connection.settings_dict["NAME"]],
+            "WHERE datname = %s AND pid <> pg_backend_pid() "
+            "AND (%s::text IS NULL OR application_name = %s)",
+            [connection.settings_dict["NAME"], application_name, application_name],
         )
         return cursor.fetchone()[0]
+
+
+@pytest.fixture
+def fresh_pool_after(transactional_db):
+    """Killing backends also kills idle connections in this process's psycopg pool (checks are
+    off: CONN_HEALTH_CHECKS = False); start the next test from a new pool."""
+    yield
+    connection.close()
+    connection.close_pool()
 
 
 @pytest.mark.postgres
@@ -105,7 +119,9 @@ def test_database_killed_mid_ingestion_fails_clearly_and_a_rerun_stores_each_eve
 ):
     events = tmp_path / "events.jsonl"
     write_events(events, EVENTS)
-    process = manage("ingest_events", str(events), "--batch-size", str(BATCH))
+    process = manage(
+        "ingest_events", str(events), "--batch-size", str(BATCH), env={"PGAPPNAME": APP_NAME}
+    )
     try:
         # Kill its connection once some batches have committed and well before the end.
         wait_for(
@@ -114,7 +130,7 @@ def test_database_killed_mid_ingestion_fails_clearly_and_a_rerun_stores_each_eve
             what="the first batches",
         )
         assert process.poll() is None, "ingestion finished before the fault could be injected"
-        assert terminate_other_backends() >= 1
+        assert terminate_backends(APP_NAME) >= 1
         stdout, stderr = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
@@ -124,8 +140,10 @@ def test_database_killed_mid_ingestion_fails_clearly_and_a_rerun_stores_each_eve
     assert process.returncode == 3, stderr
     assert "Traceback" not in stderr
     assert re.search(
-        r"CommandError: database error, stopped: .*terminating connection due to administrator "
-        r"command.*So far \(committed batches only\): received \d+: created \d+, duplicate 0.*"
+        # psycopg words it by when the kill lands: mid-statement or between statements.
+        r"CommandError: database error, stopped: .*(terminating connection due to administrator "
+        r"command|server closed the connection unexpectedly|the connection is closed).*"
+        r"So far \(committed batches only\): received \d+: created \d+, duplicate 0.*"
         r"Rerun the same input to store the rest",
         stderr,
         re.S,
@@ -351,9 +369,7 @@ def test_a_full_workspace_disk_fails_each_incident_with_the_reason_and_the_worke
         incident.refresh_from_db()
         assert incident.status == Status.AGENT_FAILED
         folder = tmp_path / str(incident.incident_id)
-        assert incident.failure_reason == (
-            f"workspace {folder} not writable: File too large: {folder / 'incident.json'}"
-        )
+        assert incident.failure_reason == f"workspace {folder} not writable: File too large"
 
 
 @pytest.mark.postgres
@@ -397,7 +413,7 @@ def fault_envelope(fault_id: str) -> dict:
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_live_ingestion_survives_its_connection_being_killed(caplog):
+def test_live_ingestion_survives_its_connection_being_killed(caplog, fresh_pool_after):
     from incidents.subscriber import IngestWorker
 
     worker = IngestWorker(source="mcp-test", batch_size=1)
@@ -406,7 +422,7 @@ def test_live_ingestion_survives_its_connection_being_killed(caplog):
         worker.wait_ready()
         worker.submit(fault_envelope("live-1"), sequence=1)
         wait_for(lambda: worker.counts.created == 1, timeout=10, what="the first event")
-        assert terminate_other_backends() >= 1
+        assert terminate_backends() >= 1
         worker.submit(fault_envelope("live-2"), sequence=2)
         wait_for(
             lambda: worker.counts.created == 2 or not worker.is_alive(),
@@ -421,3 +437,38 @@ def test_live_ingestion_survives_its_connection_being_killed(caplog):
     assert Incident.objects.count() == 2
     # The kill was felt (and retried on a new connection), not missed.
     assert "terminating connection due to administrator command" in caplog.text
+
+
+# -- the database restarting under the dashboard --------------------------------------------------
+def fill_the_pool(n: int) -> None:
+    """Leave n idle connections in the pool, as n concurrent requests would."""
+    from django.db import connections
+
+    barrier = threading.Barrier(n)
+
+    def use_a_connection() -> None:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT 1")
+            barrier.wait(timeout=10)  # all n hold one at once
+        connections.close_all()  # back to the pool
+
+    threads = [threading.Thread(target=use_a_connection) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_dashboard_answers_after_every_database_connection_was_killed(
+    client, django_user_model, fresh_pool_after
+):
+    client.raise_request_exception = False
+    client.force_login(django_user_model.objects.create_user("viewer", password="x"))
+    incident = make_incident()
+    pages = ["/", f"/incidents/{incident.incident_id}/", "/healthz"]
+    assert [client.get(page).status_code for page in pages] == [200, 200, 200]
+    fill_the_pool(4)
+    assert terminate_backends() >= 4  # a PostgreSQL restart, as the pooled connections see it
+    assert [client.get(page).status_code for page in pages * 4] == [200, 200, 200] * 4
