@@ -155,6 +155,10 @@ class Command(BaseCommand):
                     progress.tick(service)
 
 
+def _plain(text: str) -> str:
+    return text  # stderr's default style on a terminal is ERROR red: not for progress
+
+
 class _Progress:
     """One self-rewriting line on a terminal: records so far, records/s, outcome counts."""
 
@@ -177,12 +181,13 @@ class _Progress:
             f"coalesced {counts.coalesced:,}  rejected {counts.rejected:,}  "
             f"ignored {counts.ignored:,}",
             ending="",
+            style_func=_plain,
         )
         self.out.flush()
         self.drawn = True
 
     def clear(self) -> None:
         if self.drawn:
-            self.out.write("\r\x1b[K", ending="")
+            self.out.write("\r\x1b[K", ending="", style_func=_plain)
             self.out.flush()
             self.drawn = False
