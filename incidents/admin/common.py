@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
@@ -72,7 +73,28 @@ def public_report_link(report_id: uuid.UUID, text: str = "rendered report") -> s
     return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', url, text)
 
 
-class IdSearchMixin:
+class LookupGuardMixin:
+    """Changelist query parameters the database cannot take are a filter error, never a 500.
+
+    Django turns an unknown field or a malformed value into IncorrectLookupParameters (the
+    changelist reloads with ?e=1). Two kinds got through to the query instead: a NUL character
+    (PostgreSQL text refuses it: DataError) and a datetime that overflows once shifted to UTC
+    (`created_at__gte=0001-01-01T00:00:00+14:00` on SQLite: OverflowError).
+    """
+
+    def get_changelist_instance(self, request: HttpRequest):
+        if any(
+            "\x00" in key or any("\x00" in value for value in values)
+            for key, values in request.GET.lists()
+        ):
+            raise IncorrectLookupParameters("a NUL character in the query string")
+        try:
+            return super().get_changelist_instance(request)
+        except OverflowError as error:
+            raise IncorrectLookupParameters(str(error)) from error
+
+
+class IdSearchMixin(LookupGuardMixin):
     """Admin search where a whole id finds its rows through an index before any text search.
 
     A single search term that is an id (a UUID for `uuid_search_fields`, any text for
