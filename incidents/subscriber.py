@@ -441,7 +441,8 @@ class Subscriber:
             self.subscription_errors += 1
             data = message.data
             if isinstance(data, str):
-                with contextlib.suppress(ValueError):
+                # RecursionError: thousands of nested brackets, which json cannot parse.
+                with contextlib.suppress(ValueError, RecursionError):
                     data = json.loads(data)
             if not isinstance(data, dict):
                 data = {"error": data}
