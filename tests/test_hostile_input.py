@@ -28,8 +28,9 @@ from django.utils.html import escape
 
 from incidents.events import RejectedRecord, parse_record
 from incidents.ingest import IngestionService
+from incidents.mcp_client import SUBSCRIPTION_ERROR_LOGGER, LogMessage
 from incidents.models import FaultEvent, Incident
-from incidents.subscriber import IngestWorker
+from incidents.subscriber import IngestWorker, Subscriber, SubscriberConfig
 from tests.builders import make_execution, make_fault_event, make_incident, make_report
 
 pytestmark = pytest.mark.django_db
@@ -411,6 +412,19 @@ def test_a_hostile_notification_does_not_stop_live_ingestion():
     assert worker.failure is None
     assert (worker.counts.created, worker.counts.rejected) == (2, 2)
     assert_only_neighbours_stored("good-1", "good-2")
+
+
+@pytest.mark.parametrize(
+    "data",
+    ['{"error": ' + "[" * DEEP + "]" * DEEP + "}", "[" + "9" * 5000 + "]", ["a list"], None, 7],
+    ids=["10,000 levels", "5,000 digits", "a list", "null", "a number"],
+)
+def test_a_hostile_subscription_error_notification_is_counted_not_raised(data):
+    subscriber = Subscriber(SubscriberConfig(url="http://mcp.invalid/mcp"))
+    message = LogMessage(level="error", logger=SUBSCRIPTION_ERROR_LOGGER, data=data)
+    subscriber._on_message(message)  # the SDK's logging callback: must not raise
+    assert (subscriber.notifications, subscriber.subscription_errors) == (1, 1)
+    assert subscriber.worker.backlog() == 1  # queued like any notification, then ignored
 
 
 # -- the dashboard's filters -----------------------------------------------------------------
