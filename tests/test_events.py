@@ -402,3 +402,35 @@ def test_hostile_text_is_kept_verbatim_for_escaping_later(hostile):
     event = parse_record(payload(context=hostile, resource={"name": hostile}))
     assert event.resource_name == hostile
     assert json.loads(event.context)["context"] == hostile
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("12", "record is a JSON number, not a JSON object"),
+        ("true", "record is a JSON boolean, not a JSON object"),
+        (12, "record is a int, not JSON text or an object"),
+        (
+            {"jsonrpc": "2.0", "method": "notifications/message",
+             "params": {"level": 3, "logger": "kubernetes/faults", "data": {}}},
+            "params.level is a JSON number, not a string",
+        ),
+        ({"cluster": "c", "event": "BackOff"}, "event is a JSON string, not a JSON object"),
+        (
+            {"cluster": "c", "event": {"reason": "BackOff", "involvedObject": ["pod"]}},
+            "event.involvedObject is a JSON array, not a JSON object",
+        ),
+        (
+            {"cluster": "c", "event": {"reason": "BackOff", "involvedObject": {"name": 7}}},
+            "event.involvedObject.name is a JSON number, not a string",
+        ),
+        (
+            {"cluster": "c", "severity": "urgent",
+             "event": {"reason": "BackOff", "involvedObject": {"name": "p"},
+                       "timestamp": "2025-12-20T15:30:00Z"}},
+            f"severity 'urgent' is not one of {SEVERITIES}",
+        ),
+    ],
+)  # fmt: skip
+def test_every_other_shape_error_names_the_field(raw, reason):
+    assert rejected(raw) == reason

@@ -317,6 +317,27 @@ def test_one_pretty_printed_object():
     assert read(data) == [(1, data.strip(), None)]
 
 
+def test_json_values_one_after_another():
+    data = b'{"a": 1,\n "b": 2}\n{"c":\n 3}\n'
+    assert read(data) == [(1, b'{"a": 1,\n "b": 2}', None), (3, b'{"c":\n 3}', None)]
+
+
+def test_a_broken_first_line_still_means_json_lines():
+    data = b'{"a": oops}\n{"b": 2}\n'
+    assert read(data) == [(1, b'{"a": oops}', None), (2, b'{"b": 2}', None)]
+
+
+def test_a_value_too_long_to_find_its_end_stops_the_stream(monkeypatch):
+    monkeypatch.setattr(ingest, "_max_scan", lambda: 100)
+    monkeypatch.setattr(ingest, "_CHUNK", 10)
+    data = b'[{"a": 1},\n{"text": "' + b"x" * 500 + b'"}]'
+    records = read(data)
+    assert records[0] == (1, b'{"a": 1}', None)
+    assert records[1][:1] == (2,)
+    assert records[1][2] == "record is over 100 bytes; the rest is not read"
+    assert len(records) == 2
+
+
 def test_a_large_array_is_read_in_chunks(monkeypatch):
     monkeypatch.setattr(ingest, "_CHUNK", 50)
     items = [{"n": n, "text": "x" * (n % 70)} for n in range(500)]
