@@ -276,7 +276,7 @@ def _known(connection, batch: list[_Pending]) -> tuple[set[tuple[str, datetime]]
             cursor = wrapper.cursor
             # A bulk load grows the table faster than autovacuum re-analyzes it; on a stale
             # estimate PostgreSQL hash-joins against a scan of the whole table, once per batch.
-            # Index probes are right at any size; the setting ends with the statement's use.
+            # Index probes are right at any size. Reset right after: it is for this query only.
             cursor.execute("SET LOCAL enable_seqscan = off")
             cursor.execute(_KNOWN_SQL, [list(fault_ids), list(timestamps)])
             rows = cursor.fetchall()
