@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 export DJANGO_SETTINGS_MODULE := triage_site.settings
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format demo serve clean
+.PHONY: help install test lint format demo serve bench-ingest bench-dashboard bench-load clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -30,9 +30,30 @@ test: install lint ## Lint, check migrations, run the whole suite (DATABASE_URL 
 	DJANGO_DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/pytest
 
-demo: install ## Migrate the SQLite default, serve the dashboard on 127.0.0.1:8000
+DEV := DJANGO_DEBUG=1 $(PY) manage.py
+
+demo: install ## Migrate, ingest the samples, triage them with the stub agent, serve 127.0.0.1:8000
+	$(DEV) migrate --no-input
+	$(DEV) ingest_events samples/events.jsonl
+	$(DEV) run_triage --until-empty --concurrency 4
+	@# New faults arrive while a slow worker takes them one at a time: every status shows.
+	$(DEV) ingest_events samples/arriving.jsonl
+	$(DEV) create_demo_user
+	@echo "Dashboard: http://127.0.0.1:8000/  (Ctrl-C stops the server and the worker)"
+	TRIAGE_STUB_DELAY=15 $(DEV) run_triage --concurrency 1 --poll-interval 2 & worker=$$!; \
+	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT; \
+	$(DEV) runserver 127.0.0.1:8000
+
+bench-ingest: install ## Ingestion against COPY on PostgreSQL (DATABASE_URL=postgres://…; EVENTS=200000)
+	$(PY) bench/ingest.py --events $(or $(EVENTS),200000)
+
+bench-dashboard: install ## Dashboard timings at 1,000,000 incidents (DATABASE_URL=postgres://…)
 	DJANGO_DEBUG=1 $(PY) manage.py migrate --no-input
-	DJANGO_DEBUG=1 $(PY) manage.py runserver 127.0.0.1:8000
+	DJANGO_DEBUG=1 $(PY) manage.py seed_demo --incidents 1000000 --flush
+	$(PY) bench/dashboard.py
+
+bench-load: install ## gunicorn under load, after bench-dashboard (DATABASE_URL=postgres://…)
+	$(PY) bench/load.py
 
 serve: install ## Production server: collectstatic, migrate, gunicorn (set DJANGO_SECRET_KEY, DATABASE_URL)
 	$(PY) manage.py collectstatic --no-input --verbosity 0

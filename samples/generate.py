@@ -1,6 +1,6 @@
 """Realistic kubernetes-mcp-server fault events, for the demo, the tests and the benchmark.
 
-    python samples/generate.py     # rewrites samples/events.jsonl and samples/bad-events.jsonl
+    python samples/generate.py     # rewrites samples/events.jsonl, arriving.jsonl, bad-events.jsonl
 
 Deterministic for a seed. Three clusters (two production, one staging), the namespaces and
 workloads an SRE sees, every fault type with the container log samples it leaves behind, in
@@ -311,9 +311,15 @@ def write_samples() -> None:
     with open(SAMPLES / "events.jsonl", "w", encoding="utf-8") as out:
         for record in generate(240):
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    # New faults for `make demo` to feed in after the first drain: the dashboard then shows
+    # incidents pending and investigating while a slow worker takes them one by one.
+    with open(SAMPLES / "arriving.jsonl", "w", encoding="utf-8") as out:
+        arriving = generate(12, seed=20251221, run="live", recurrence=0, replay=0, ignored=0)
+        for record in arriving:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
     (SAMPLES / "bad-events.jsonl").write_text("\n".join(BAD_RECORDS) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
     write_samples()
-    sys.stdout.write(f"wrote {SAMPLES / 'events.jsonl'} and {SAMPLES / 'bad-events.jsonl'}\n")
+    sys.stdout.write(f"wrote events.jsonl, arriving.jsonl and bad-events.jsonl in {SAMPLES}\n")
