@@ -45,6 +45,8 @@ def free_port() -> int:
 def setup_django() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "triage_site.settings")
     os.environ["DJANGO_DEBUG"] = "1"  # this process only reads and writes rows
+    # The server checks the session's auth hash with its key: both processes share one.
+    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
     import django
 
     django.setup()
@@ -87,7 +89,6 @@ def start_gunicorn(port: int, workers: int) -> subprocess.Popen:
     env = dict(os.environ)
     env.update(
         DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
         DJANGO_BEHIND_TLS_PROXY="1",
         DJANGO_LOG_LEVEL="WARNING",
     )
