@@ -119,29 +119,17 @@ def _decode(raw: Mapping | str | bytes) -> dict:
             raise _too_large(len(raw))
         try:
             # Decoded here, not by json.loads, which would also guess UTF-16 and UTF-32.
-            value = json.loads(raw.decode("utf-8"))
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
             raise RejectedRecord(f"record is not UTF-8 text ({error.reason})") from None
-        except json.JSONDecodeError as error:
-            raise RejectedRecord(_json_error("record", error)) from None
-        except RecursionError:
-            raise _too_deep("record") from None
-        except ValueError:  # an integer of thousands of digits (sys.get_int_max_str_digits)
-            raise _too_long_number("record") from None
+        value = _loads(text, "record")
     elif isinstance(raw, str):
         # A str holds at most 4 UTF-8 bytes per character: count exactly only near the limit.
         if len(raw) > limit or (
             len(raw) * 4 > limit and len(raw.encode("utf-8", "replace")) > limit
         ):
             raise _too_large(len(raw.encode("utf-8", "replace")))
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as error:
-            raise RejectedRecord(_json_error("record", error)) from None
-        except RecursionError:
-            raise _too_deep("record") from None
-        except ValueError:  # an integer of thousands of digits (sys.get_int_max_str_digits)
-            raise _too_long_number("record") from None
+        value = _loads(raw, "record")
     elif isinstance(raw, Mapping):
         try:
             text = json.dumps(raw, ensure_ascii=False, default=str)
@@ -158,6 +146,18 @@ def _decode(raw: Mapping | str | bytes) -> dict:
     if not isinstance(value, dict):
         raise RejectedRecord(f"record is {_json_type(value)}, not a JSON object")
     return value
+
+
+def _loads(text: str, what: str) -> Any:
+    """json.loads, with every way it can fail as a rejection that names `what`."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise RejectedRecord(_json_error(what, error)) from None
+    except RecursionError:
+        raise _too_deep(what) from None
+    except ValueError:  # an integer of thousands of digits (sys.get_int_max_str_digits)
+        raise _too_long_number(what) from None
 
 
 def _too_deep(what: str) -> RejectedRecord:
@@ -211,14 +211,7 @@ def _unwrap(record: dict, level_hint: str | None) -> tuple[str | None, dict]:
     if logger not in FAULT_LOGGERS:
         raise IgnoredRecord(str(logger), data)
     if isinstance(data, str):
-        try:
-            data = json.loads(data)
-        except json.JSONDecodeError as error:
-            raise RejectedRecord(_json_error("params.data", error)) from None
-        except RecursionError:
-            raise _too_deep("params.data") from None
-        except ValueError:  # an integer of thousands of digits (sys.get_int_max_str_digits)
-            raise _too_long_number("params.data") from None
+        data = _loads(data, "params.data")
     if data is None:
         raise RejectedRecord("missing params.data")
     if not isinstance(data, dict):
