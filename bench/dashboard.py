@@ -338,7 +338,10 @@ def main() -> int:
 
     if connection.vendor != "postgresql":
         print("note: not PostgreSQL; the targets are set for PostgreSQL", file=sys.stderr)
+    from incidents.roles import viewer_group
+
     user, _ = get_user_model().objects.get_or_create(username="bench-dashboard")
+    user.groups.add(viewer_group())  # a plain SRE's account: permissions are checked per page
     client = Client(HTTP_HOST="127.0.0.1")
     client.force_login(user)
     results = []

@@ -58,9 +58,12 @@ def bench_session() -> str:
     from django.contrib.auth.models import User
     from django.contrib.sessions.backends.db import SessionStore
 
-    user, _ = User.objects.get_or_create(username="bench-load", defaults={"is_staff": True})
+    from incidents.roles import viewer_group
+
+    user, _ = User.objects.get_or_create(username="bench-load")
     user.set_password(secrets.token_urlsafe(24))
     user.save()
+    user.groups.add(viewer_group())
     session = SessionStore()
     session[SESSION_KEY] = str(user.pk)
     session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"

@@ -1,7 +1,9 @@
 """Thin views over selectors and filters: the dashboard's pages, its CSV export, and /healthz.
 
 Every view but healthz (and Django's login view) requires a signed-in user through
-LoginRequiredMiddleware. Ids in URLs are UUID converters: a malformed id never reaches a view.
+LoginRequiredMiddleware, and the pages require the view permissions of `incidents.roles` (the
+viewer group has them): a signed-in user without them gets 403. Ids in URLs are UUID
+converters: a malformed id never reaches a view.
 """
 
 import csv
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.db import DatabaseError, connection
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -26,6 +29,7 @@ from incidents.filters import IncidentFilterSet
 from incidents.forms import ListControlsForm
 from incidents.models import Incident, TriageReport
 from incidents.rendering import render
+from incidents.roles import VIEW_INCIDENTS, VIEW_REPORTS
 
 
 @login_not_required
@@ -84,11 +88,13 @@ def _range_presets(request: HttpRequest) -> list[RangePreset]:
     return result
 
 
-class IncidentListView(TemplateView):
+class IncidentListView(PermissionRequiredMixin, TemplateView):
     """The dashboard: filters, summary counts and chart over a window, and a keyset-paged list.
 
     Invalid filters or page links answer 400 with the form's errors and no rows.
     """
+
+    permission_required = VIEW_INCIDENTS
 
     template_name = "incidents/incident_list.html"
 
@@ -221,12 +227,14 @@ def _csv_lines(rows: Iterable[Incident]) -> Iterator[str]:
         )
 
 
-class IncidentExportView(View):
+class IncidentExportView(PermissionRequiredMixin, View):
     """The filtered list as CSV, newest first, every matching row, streamed (flat memory).
 
     Takes the list's query string; sort and page position are ignored. Invalid filters: 400 with
     the errors as text.
     """
+
+    permission_required = VIEW_INCIDENTS
 
     def get(self, request: HttpRequest) -> HttpResponse:
         filterset = IncidentFilterSet(request.GET, queryset=selectors.incident_list_queryset())
@@ -246,9 +254,11 @@ class IncidentExportView(View):
         return response
 
 
-class IncidentDetailView(DetailView):
+class IncidentDetailView(PermissionRequiredMixin, DetailView):
     """One incident: every field, lifecycle, fault context and logs, executions, reports (the
     newest rendered), other occurrences of its fault. Unknown or malformed id: 404."""
+
+    permission_required = VIEW_INCIDENTS
 
     template_name = "incidents/incident_detail.html"
     context_object_name = "incident"
@@ -270,8 +280,10 @@ class IncidentDetailView(DetailView):
         return context
 
 
-class ReportDetailView(DetailView):
+class ReportDetailView(PermissionRequiredMixin, DetailView):
     """A report rendered from its markdown (sanitized), with its table of contents."""
+
+    permission_required = VIEW_REPORTS
 
     template_name = "incidents/report_detail.html"
     context_object_name = "report"
@@ -286,8 +298,10 @@ class ReportDetailView(DetailView):
         return context
 
 
-class ReportRawView(SingleObjectMixin, View):
+class ReportRawView(PermissionRequiredMixin, SingleObjectMixin, View):
     """The report's markdown as written by the agent, as `text/markdown`."""
+
+    permission_required = VIEW_REPORTS
 
     pk_url_kwarg = "report_id"
 

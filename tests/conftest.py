@@ -18,6 +18,16 @@ def _fast_password_hashing(settings) -> None:
 
 
 @pytest.fixture
+def viewer(django_user_model):
+    """A signed-in SRE's account: a member of the read-only viewer group, not staff."""
+    from incidents.roles import viewer_group
+
+    user = django_user_model.objects.create_user("viewer", password="x")
+    user.groups.add(viewer_group())
+    return user
+
+
+@pytest.fixture
 def store() -> DjangoStateStore:
     return DjangoStateStore()
 

@@ -1,9 +1,12 @@
 """Access control: sign-in required, sign-in throttled, CSRF enforced."""
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.urls import reverse
+
+from incidents.roles import VIEWER_CODENAMES, viewer_group
+from tests.builders import make_incident, make_report
 
 pytestmark = pytest.mark.django_db
 
@@ -12,7 +15,9 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture
 def alice() -> User:
-    return User.objects.create_user("alice", password=PASSWORD)
+    user = User.objects.create_user("alice", password=PASSWORD)
+    user.groups.add(viewer_group())
+    return user
 
 
 def sign_in(client: Client, username: str, password: str, address: str = "192.0.2.10"):
@@ -81,3 +86,33 @@ def test_session_lifetime_is_configurable(settings, client, alice):
     settings.SESSION_COOKIE_AGE = 600
     sign_in(client, "alice", PASSWORD)
     assert client.cookies["sessionid"]["max-age"] == 600
+
+
+def test_the_viewer_group_exists_with_view_permissions_only():
+    group = Group.objects.get(name="viewer")  # made by migration 0005
+    assert sorted(group.permissions.values_list("codename", flat=True)) == sorted(VIEWER_CODENAMES)
+
+
+def test_a_viewer_sees_every_dashboard_page_but_not_the_admin(client, viewer):
+    report = make_report(make_incident(status="resolved"))
+    client.force_login(viewer)
+    for path in (
+        "/",
+        "/incidents.csv",
+        report.incident.get_absolute_url(),
+        report.get_absolute_url(),
+        f"{report.get_absolute_url()}raw/",
+    ):
+        assert client.get(path).status_code == 200, path
+    admin = client.get("/admin/")
+    assert admin.status_code == 302 and "/admin/login/" in admin["Location"]
+
+
+def test_a_signed_in_user_without_the_group_is_refused(client, django_user_model):
+    report = make_report(make_incident(status="resolved"))
+    client.force_login(django_user_model.objects.create_user("nobody", password="x"))
+    for path in ("/", "/incidents.csv", report.incident.get_absolute_url(),
+                 report.get_absolute_url()):  # fmt: skip
+        response = client.get(path)
+        assert response.status_code == 403, path
+    assert "viewer" in response.content.decode()

@@ -39,7 +39,10 @@ def test_the_login_page_needs_no_session_and_carries_a_csrf_token(client):
 
 
 def test_signing_in_leads_to_the_page_asked_for(client, django_user_model):
-    django_user_model.objects.create_user("oncall", password="s3cret-passphrase")
+    from incidents.roles import viewer_group
+
+    oncall = django_user_model.objects.create_user("oncall", password="s3cret-passphrase")
+    oncall.groups.add(viewer_group())
     response = client.post(
         reverse("login"),
         {"username": "oncall", "password": "s3cret-passphrase", "next": "/?status=failed"},

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
+from incidents.roles import viewer_group
 from tests.builders import make_incident
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "dashboard.py"
@@ -46,7 +47,9 @@ def test_pager_links_reads_next_and_last(bench):
 def test_follow_walks_the_real_list_pages(bench, client, django_user_model):
     for _ in range(120):
         make_incident()
-    client.force_login(django_user_model.objects.create_user(username="bench"))
+    user = django_user_model.objects.create_user(username="bench")
+    user.groups.add(viewer_group())
+    client.force_login(user)
     home = reverse("incidents:list")
     third = bench.follow(client, home, "next", times=2)
     assert "after=" in third

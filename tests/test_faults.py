@@ -28,6 +28,7 @@ from django.db import connection
 
 from incidents.choices import Status
 from incidents.models import AgentExecution, FaultEvent, Incident
+from incidents.roles import viewer_group
 from incidents.worker import Mode, Worker, WorkerConfig
 from tests.builders import make_incident
 
@@ -465,7 +466,9 @@ def test_dashboard_answers_after_every_database_connection_was_killed(
     client, django_user_model, fresh_pool_after
 ):
     client.raise_request_exception = False
-    client.force_login(django_user_model.objects.create_user("viewer", password="x"))
+    viewer = django_user_model.objects.create_user("viewer", password="x")
+    viewer.groups.add(viewer_group())  # recreated: an earlier transactional test flushed it
+    client.force_login(viewer)
     incident = make_incident()
     pages = ["/", f"/incidents/{incident.incident_id}/", "/healthz"]
     assert [client.get(page).status_code for page in pages] == [200, 200, 200]

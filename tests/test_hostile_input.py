@@ -441,9 +441,8 @@ CLOSED_FILTERS = {"status", "severity"}
 
 
 @pytest.fixture
-def signed_in(client, django_user_model):
-    user = django_user_model.objects.create_user("viewer", password="x")
-    client.force_login(user)
+def signed_in(client, viewer):
+    client.force_login(viewer)
     return client
 
 

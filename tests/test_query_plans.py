@@ -38,10 +38,9 @@ def seeded_table(django_db_setup, django_db_blocker) -> Iterator[None]:
 
 
 @pytest.fixture
-def signed_in(client, django_user_model):
+def signed_in(client, viewer):
     cache.clear()  # the summary and filter choices are cached: make every request query them
-    user = django_user_model.objects.create_user(username="planner", password="x")
-    client.force_login(user)
+    client.force_login(viewer)
     return client
 
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from incidents.choices import SEVERITY_COLOURS, STATUS_COLOURS
 from incidents.models import TriageReport
+from incidents.roles import viewer_group
 from tests.builders import make_execution, make_fault_event, make_incident, make_report
 
 pytestmark = pytest.mark.django_db
@@ -504,6 +505,7 @@ def test_staff_see_a_link_to_the_admin_change_page(admin_client, client, django_
         pytest.skip("the incident admin is not registered yet")
     assert f'href="{admin_url}"' in admin_client.get(incident.get_absolute_url()).content.decode()
     viewer = django_user_model.objects.create_user("viewer", password="x")
+    viewer.groups.add(viewer_group())
     client.force_login(viewer)
     assert (
         'data-testid="admin-link"' not in client.get(incident.get_absolute_url()).content.decode()

@@ -67,8 +67,12 @@ def page(chromium) -> Iterator[object]:
 
 @pytest.fixture
 def sre(django_user_model):
-    """An on-call engineer without admin rights."""
-    return django_user_model.objects.create_user("oncall", "oncall@example.com", PASSWORD)
+    """An on-call engineer without admin rights: a member of the viewer group."""
+    from incidents.roles import viewer_group
+
+    user = django_user_model.objects.create_user("oncall", "oncall@example.com", PASSWORD)
+    user.groups.add(viewer_group())
+    return user
 
 
 def sign_in(page, live_server, user) -> None:
