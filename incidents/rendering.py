@@ -5,11 +5,14 @@ write to a pod's log can write into a report. Everything is rendered with Python
 cleaned with nh3 (ammonia) against an allow-list; stored HTML is cleaned again on the way out.
 """
 
+import re
 from dataclasses import dataclass
 
 import markdown
 import nh3
+from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
+from markdown.extensions.fenced_code import FencedBlockPreprocessor
 
 MARKDOWN_EXTENSIONS = ["tables", "fenced_code", "sane_lists", "toc"]
 MARKDOWN_EXTENSION_CONFIGS = {"toc": {"permalink": False, "toc_depth": "2-3"}}
@@ -53,14 +56,62 @@ class RenderedMarkdown:
     toc: SafeString  # a nested <ul> of the report's headings; empty when it has none
 
 
+# Python-Markdown's link, image and autolink patterns scan from every "[" and "<" to the end of
+# the paragraph: quadratic. A report quoting an attacker's log outside code fences can hold a
+# long paragraph full of them (1,000 "[" in a 1 MB paragraph took 80 s; 50,000 "[" alone,
+# 220 s), and deeply nested lists exhaust the stack after seconds. Past this budget (brackets
+# times paragraph length: about a second of rendering), or that deep, a report is plain text.
+INLINE_SCAN_BUDGET = 10_000_000
+MAX_INDENT = 256  # leading spaces: 64 levels of nested lists
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+_INDENT = re.compile(rf"^ {{{MAX_INDENT}}}", re.MULTILINE)
+PLAIN_TEXT_NOTE = "This report is shown as plain text: it is too complex to render as markdown."
+
+
+def _without_fences(match: re.Match) -> str:
+    # A fence with {attrs} may be refused by the extension (then its text is a paragraph).
+    return "\n\n" if match.group("attrs") is None else match.group(0)
+
+
+def too_complex(text: str) -> bool:
+    """Whether rendering `text` could take more than about a second or overflow the stack.
+
+    An upper bound on the quadratic inline work: for each paragraph outside fenced code (found
+    with the fenced_code extension's own pattern), its count of "[" and "<" times its length.
+    """
+    if _INDENT.search(text.expandtabs(4)):  # tabs count as Python-Markdown counts them
+        return True
+    outside = FencedBlockPreprocessor.FENCED_BLOCK_RE.sub(_without_fences, text)
+    cost = 0
+    for paragraph in _BLANK_LINE.split(outside):
+        cost += (paragraph.count("[") + paragraph.count("<")) * len(paragraph)
+        if cost > INLINE_SCAN_BUDGET:
+            return True
+    return False
+
+
+def _plain(text: str) -> RenderedMarkdown:
+    html = f"<p><em>{escape(PLAIN_TEXT_NOTE)}</em></p><pre>{escape(text)}</pre>"
+    return RenderedMarkdown(html=sanitize(html), toc=sanitize(""))
+
+
 def render(text: str) -> RenderedMarkdown:
-    """Render markdown (tables, fenced code, heading anchors) to sanitized HTML and its TOC."""
+    """Render markdown (tables, fenced code, heading anchors) to sanitized HTML and its TOC.
+
+    A report too complex to render quickly (see `too_complex`) is shown as escaped plain text.
+    """
+    text = (text or "").replace("\r\n", "\n")
+    if too_complex(text):
+        return _plain(text)
     converter = markdown.Markdown(
         extensions=MARKDOWN_EXTENSIONS,
         extension_configs=MARKDOWN_EXTENSION_CONFIGS,
         output_format="html",
     )
-    html = converter.convert(text or "")
+    try:
+        html = converter.convert(text)
+    except RecursionError:  # nesting the bounds above did not catch (blockquotes, HTML…)
+        return _plain(text)
     toc = converter.toc if getattr(converter, "toc_tokens", None) else ""
     return RenderedMarkdown(html=sanitize(html), toc=sanitize(toc))
 
