@@ -16,6 +16,7 @@ import json
 import re
 import resource
 import sys
+import time
 from collections import Counter
 from html import unescape
 from html.parser import HTMLParser
@@ -30,6 +31,7 @@ from incidents.events import RejectedRecord, parse_record
 from incidents.ingest import IngestionService
 from incidents.mcp_client import SUBSCRIPTION_ERROR_LOGGER, LogMessage
 from incidents.models import FaultEvent, Incident
+from incidents.rendering import PLAIN_TEXT_NOTE, render
 from incidents.subscriber import IngestWorker, Subscriber, SubscriberConfig
 from tests.builders import make_execution, make_fault_event, make_incident, make_report
 
@@ -808,6 +810,48 @@ def test_xss_vector_in_stored_report_html_is_sanitized_in_the_admin_preview(
     # report_html written by something other than the store (an old version, a hand edit).
     pages = report_pages(admin_client, "# Findings\n", report_html=f"<p>{vector}</p>")
     assert_inert(pages["admin"], benign_pages["admin"], f"admin preview: {vector}")
+
+
+PATHOLOGICAL_MARKDOWN = {
+    "50,000 open brackets": "[" * 50_000,  # 220 s before the budget
+    "20,000 unclosed links": "[a](" * 20_000,
+    "20,000 unclosed images": "![" * 20_000,
+    "20,000 unclosed autolinks": "<http://" * 20_000,
+    "1,000 brackets in a 1 MB paragraph": ("[" + "a" * 1000) * 1000,  # 80 s before
+    "2,000 nested list levels": "".join("  " * i + "- x\n" for i in range(2000)),  # 34 s, crash
+    "an unclosed fence hiding brackets": "```\n" + "[" * 50_000,
+    "a fence with attributes hiding brackets": "```{a}}\n" + "[" * 50_000 + "\n```\n",
+    "5,000 nested quotes": "> " * 5000 + "x <script>alert(1)</script>",
+}
+
+
+@pytest.mark.parametrize(
+    "markdown", PATHOLOGICAL_MARKDOWN.values(), ids=list(PATHOLOGICAL_MARKDOWN.keys())
+)
+def test_pathological_markdown_renders_within_a_second_on_every_page(
+    admin_client, benign_pages, markdown
+):
+    began = time.monotonic()
+    pages = report_pages(admin_client, markdown)
+    assert time.monotonic() - began < 3  # three pages, each rendering the report once
+    for name, html in pages.items():
+        assert_inert(html, benign_pages[name], f"{name}: pathological markdown")
+
+
+def test_a_report_too_complex_to_render_is_shown_escaped_as_plain_text():
+    text = "<script>alert(1)</script>\n\n" + "[" * 50_000
+    rendered = render(text)
+    assert str(rendered.html).startswith(f"<p><em>{PLAIN_TEXT_NOTE}</em></p><pre>")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in rendered.html
+    assert rendered.toc == ""
+
+
+def test_a_long_fenced_log_full_of_brackets_still_renders_as_markdown():
+    # Fenced code is not scanned for links: a big quoted log is no reason for plain text.
+    log = "\n".join(f"[INFO] [pod-{i}] <GET /healthz> 200" for i in range(20_000))
+    rendered = render(f"# Findings\n\n```text\n{log}\n```\n\nSee [the runbook](https://x.io).")
+    assert PLAIN_TEXT_NOTE not in rendered.html
+    assert '<a href="https://x.io"' in rendered.html
 
 
 def test_raw_markdown_is_served_as_text_never_html(signed_in, one_incident):
