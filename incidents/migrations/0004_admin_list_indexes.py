@@ -4,22 +4,21 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('incidents', '0003_covering_dashboard_indexes'),
+        ("incidents", "0003_covering_dashboard_indexes"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='agentexecution',
-            index=models.Index(fields=['-started_at'], name='agent_executions_started_idx'),
+            model_name="agentexecution",
+            index=models.Index(fields=["-started_at"], name="agent_executions_started_idx"),
         ),
         migrations.AddIndex(
-            model_name='faultevent',
-            index=models.Index(fields=['-timestamp'], name='fault_events_timestamp_idx'),
+            model_name="faultevent",
+            index=models.Index(fields=["-timestamp"], name="fault_events_timestamp_idx"),
         ),
         migrations.AddIndex(
-            model_name='triagereport',
-            index=models.Index(fields=['-generated_at'], name='triage_reports_generated_idx'),
+            model_name="triagereport",
+            index=models.Index(fields=["-generated_at"], name="triage_reports_generated_idx"),
         ),
     ]
