@@ -10,10 +10,11 @@ import pytest
 from django.db import IntegrityError, OperationalError, connection, connections
 from django.test.utils import CaptureQueriesContext
 
-from incidents import ingest
+from incidents import ingest, streams
 from incidents.choices import Status
-from incidents.ingest import IngestCounts, IngestionService, Outcome, Rejection, iter_records
+from incidents.ingest import IngestCounts, IngestionService, Outcome, Rejection
 from incidents.models import DENORMALIZED_FIELDS, FaultEvent, Incident
+from incidents.streams import iter_records
 from tests.builders import make_fault_event, make_incident
 
 pytestmark = pytest.mark.django_db
@@ -328,8 +329,8 @@ def test_a_broken_first_line_still_means_json_lines():
 
 
 def test_a_value_too_long_to_find_its_end_stops_the_stream(monkeypatch):
-    monkeypatch.setattr(ingest, "_max_scan", lambda: 100)
-    monkeypatch.setattr(ingest, "_CHUNK", 10)
+    monkeypatch.setattr(streams, "_max_scan", lambda: 100)
+    monkeypatch.setattr(streams, "_CHUNK", 10)
     data = b'[{"a": 1},\n{"text": "' + b"x" * 500 + b'"}]'
     records = read(data)
     assert records[0] == (1, b'{"a": 1}', None)
@@ -339,7 +340,7 @@ def test_a_value_too_long_to_find_its_end_stops_the_stream(monkeypatch):
 
 
 def test_a_large_array_is_read_in_chunks(monkeypatch):
-    monkeypatch.setattr(ingest, "_CHUNK", 50)
+    monkeypatch.setattr(streams, "_CHUNK", 50)
     items = [{"n": n, "text": "x" * (n % 70)} for n in range(500)]
     records = read(json.dumps(items, indent=1).encode())
     assert [json.loads(raw) for _line, raw, _error in records] == items

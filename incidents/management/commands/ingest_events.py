@@ -18,7 +18,8 @@ from typing import IO
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db import DatabaseError, connection
 
-from incidents.ingest import IngestionService, Rejection, iter_records
+from incidents.ingest import IngestionService, Rejection
+from incidents.streams import iter_records
 
 STDIN = "-"
 DATABASE_FAILURE = 3  # exit status when the database fails mid-way (1: rejections, 2: usage)
