@@ -43,6 +43,12 @@ class IncidentNotFound(StoreError, LookupError):
         super().__init__(f"incident {incident_id} does not exist")
 
 
+class FaultEventNotFound(StoreError, LookupError):
+    def __init__(self, fault_id: str) -> None:
+        self.fault_id = fault_id
+        super().__init__(f"fault event {fault_id!r} does not exist")
+
+
 class InvalidTransition(StoreError, ValueError):
     """The lifecycle forbids moving the incident from `current` to `requested`."""
 
@@ -211,8 +217,8 @@ class DjangoStateStore:
         Locks the row (select_for_update) between reading the current status and writing the new
         one, so two workers cannot both claim it and a requeue cannot overwrite a completion.
         Moving to investigating sets started_at (given, or now); to a terminal status sets
-        completed_at; a requeue to pending clears the attempt's started_at, completed_at and
-        exit_code (the executions keep the history).
+        completed_at; a requeue to pending clears the attempt's started_at, completed_at,
+        exit_code and failure_reason (the executions keep the history).
 
         Raises IncidentNotFound, InvalidTransition.
         """
@@ -232,6 +238,7 @@ class DjangoStateStore:
                 incident.started_at = None
                 incident.completed_at = None
                 incident.exit_code = None
+                incident.failure_reason = None
             incident.status = status
             self._save_status(incident)
         return incident
@@ -290,13 +297,25 @@ class DjangoStateStore:
     def record_agent_execution(self, execution: AgentExecution) -> AgentExecution:
         """Insert or update (by execution_id) one agent execution. Idempotent.
 
-        Raises IncidentNotFound for an unknown incident, InvalidRecord for invalid fields.
+        Raises IncidentNotFound for an unknown incident, InvalidRecord for invalid fields or an
+        execution_id that belongs to another incident.
         """
         record = f"agent execution {execution.execution_id}"
         _validate(execution, record=record, exclude=["incident"])
         with transaction.atomic(using=self.using):
             if not self._incidents().filter(pk=execution.incident_id).exists():
                 raise IncidentNotFound(execution.incident_id)
+            owner = (
+                AgentExecution.objects.using(self.using)
+                .filter(pk=execution.execution_id)
+                .values_list("incident_id", flat=True)
+                .first()
+            )
+            if owner is not None and owner != execution.incident_id:
+                # An execution's history stays with its incident (and its reports' incident).
+                raise InvalidRecord(
+                    record, {"incident": [f"the execution belongs to incident {owner}"]}
+                )
             values = {
                 name: getattr(execution, name)
                 for name in (
@@ -346,7 +365,11 @@ class DjangoStateStore:
                         ]
                     },
                 )
-            report.save(using=self.using)
+            try:
+                with transaction.atomic(using=self.using):
+                    report.save(using=self.using)
+            except IntegrityError as error:
+                raise InvalidRecord(record, {"__all__": [str(error)]}) from None
         return report
 
     def get_incident(self, incident_id: uuid.UUID | str) -> Incident | None:
@@ -403,12 +426,32 @@ class DjangoStateStore:
                 incident.incident_id, Status.INVESTIGATING, started_at=started_at
             )
 
+    def holds_claim(self, incident_id: uuid.UUID | str, started_at: datetime | None) -> bool:
+        """Whether the incident is still investigating since `started_at`: the caller's claim.
+
+        Locks the row until the caller's transaction ends, so no requeue, recovery or second
+        claim can slip between this check and the writes that depend on it. Call it inside
+        `transaction.atomic(using=store.using)`; outside one the lock ends with the check.
+        """
+        parsed = _parse_id(incident_id)
+        if parsed is None or started_at is None:
+            return False
+        with transaction.atomic(using=self.using):
+            held = (
+                self._incidents()
+                .select_for_update()
+                .filter(pk=parsed, status=Status.INVESTIGATING, started_at=started_at)
+                .values_list("pk", flat=True)
+                .first()
+            )
+        return held is not None
+
     def correct_fault_event(self, fault_id: str, /, **changes: object) -> tuple[FaultEvent, int]:
         """Correct a fault event's fields and copy them onto all its incidents, atomically.
 
         Only the denormalized fields (and received_at) may change; the fault id never does.
         Locks the fault event row so two corrections apply one after the other. Returns the event
-        and the number of incidents updated. Raises InvalidRecord, LookupError.
+        and the number of incidents updated. Raises InvalidRecord, FaultEventNotFound.
         """
         allowed = set(DENORMALIZED_FIELDS) | {"received_at"}
         unknown = sorted(set(changes) - allowed)
@@ -422,7 +465,7 @@ class DjangoStateStore:
                 FaultEvent.objects.using(self.using).select_for_update().filter(pk=fault_id).first()
             )
             if event is None:
-                raise LookupError(f"fault event {fault_id!r} does not exist")
+                raise FaultEventNotFound(fault_id)
             for name, value in changes.items():
                 setattr(event, name, value)
             _validate(event, record=f"fault event {fault_id!r}")

@@ -12,6 +12,7 @@ from incidents.choices import TRANSITIONS, Status
 from incidents.models import AgentExecution, FaultEvent, Incident, TriageReport
 from incidents.store import (
     DjangoStateStore,
+    FaultEventNotFound,
     IncidentFilters,
     IncidentNotFound,
     InvalidRecord,
@@ -133,6 +134,39 @@ def test_investigating_uses_the_given_start_time(store):
     store.update_incident_status(incident.incident_id, "investigating", started_at=started)
     incident.refresh_from_db()
     assert incident.started_at == started
+
+
+def test_requeue_clears_the_previous_attempts_outcome(store):
+    incident = make_incident(status=Status.FAILED, failure_reason="agent exited with code 3")
+    store.update_incident_status(incident.incident_id, Status.PENDING)
+    incident.refresh_from_db()
+    assert (incident.exit_code, incident.failure_reason) == (None, None)
+
+
+def test_an_execution_cannot_move_to_another_incident(store):
+    incident = make_incident(status=Status.INVESTIGATING)
+    execution = make_execution(incident)
+    other = make_incident(status=Status.INVESTIGATING)
+    moved = AgentExecution(
+        execution_id=execution.execution_id, incident=other, started_at=execution.started_at
+    )
+    with pytest.raises(InvalidRecord, match=f"belongs to incident {incident.incident_id}"):
+        store.record_agent_execution(moved)
+    assert AgentExecution.objects.get().incident_id == incident.incident_id
+
+
+def test_holds_claim_only_for_the_same_attempt(store):
+    incident = make_incident(status=Status.INVESTIGATING)
+    assert store.holds_claim(incident.incident_id, incident.started_at)
+    assert not store.holds_claim(incident.incident_id, incident.started_at - timedelta(seconds=1))
+    store.update_incident_status(incident.incident_id, Status.PENDING)
+    assert not store.holds_claim(incident.incident_id, incident.started_at)
+    assert not store.holds_claim("not-a-uuid", incident.started_at)
+
+
+def test_correct_unknown_fault_event(store):
+    with pytest.raises(FaultEventNotFound, match="'nope' does not exist"):
+        store.correct_fault_event("nope", cluster="x")
 
 
 def test_requeue_keeps_the_executions(store):

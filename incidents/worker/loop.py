@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
 from incidents.choices import Status
@@ -218,12 +218,15 @@ class Worker:
                 extra={"step": "worker error", "incident_id": str(incident.incident_id)},
             )
             try:
-                store.complete_incident(
-                    incident.incident_id,
-                    None,
-                    failure_reason=f"worker error: {type(error).__name__}: {error}",
-                    status=Status.AGENT_FAILED,
-                )
+                with transaction.atomic(using=store.using):
+                    # Only while the claim is still this worker's: never another's outcome.
+                    if store.holds_claim(incident.incident_id, incident.started_at):
+                        store.complete_incident(
+                            incident.incident_id,
+                            None,
+                            failure_reason=f"worker error: {type(error).__name__}: {error}",
+                            status=Status.AGENT_FAILED,
+                        )
             except StoreError:
                 pass  # it was completed before the error: nothing left to record
             self.summary.count(Status.AGENT_FAILED)

@@ -171,16 +171,6 @@ def agent_env(
     }
 
 
-def _still_ours(store: DjangoStateStore, incident: Incident) -> bool:
-    """Whether the claim still holds: recovery may have requeued an incident that overran."""
-    current = store.get_incident(incident.incident_id)
-    return (
-        current is not None
-        and current.status == Status.INVESTIGATING
-        and current.started_at == incident.started_at
-    )
-
-
 def _log(message: str, incident: Incident, status: str, started: float, **fields: object) -> None:
     duration = round(time.monotonic() - started, 3)
     details = " ".join(
@@ -282,7 +272,8 @@ def _finish(
     # The rendering is the slow part; do it before taking any lock.
     html = render_markdown(verdict.report_markdown) if verdict.report_markdown is not None else ""
     with transaction.atomic(using=store.using):
-        if not _still_ours(store, incident):
+        # Locks the row: recovery (or an admin's requeue) cannot take it back mid-write.
+        if not store.holds_claim(incident.incident_id, incident.started_at):
             # Another worker's recovery took the incident back; it owns the outcome now. The
             # message keeps the WORKER_LOST mark recovery gave this execution, so losses count.
             execution.error_message = (
