@@ -88,6 +88,7 @@ def test_fault_id_is_read_only(admin_client, admin_form_data):
         ("cluster", "", "This field is required."),
         ("severity", "catastrophic", "Select a valid choice."),
         ("context", "{not json", "must be JSON text"),
+        ("context", "[" * 5000 + "]" * 5000, "must be JSON text"),
     ],
 )
 def test_invalid_correction_is_a_form_error_and_changes_nothing(
@@ -124,6 +125,22 @@ def test_fault_event_change_page_formats_context_and_links_incidents(admin_clien
 
 
 # -- executions --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "context",
+    ['{"context": "\\ud800 lone surrogate", "logs": []}', "[" * 5000 + "]" * 5000, "not json"],
+    ids=["lone-surrogate", "deep-nesting", "not-json"],
+)
+def test_hostile_stored_context_renders_on_both_change_pages(admin_client, context):
+    event = make_fault_event(save=True, context=context)
+    incident = make_incident(event=event)
+    for url in (
+        reverse("admin:incidents_faultevent_change", args=[event.pk]),
+        reverse("admin:incidents_incident_change", args=[incident.pk]),
+    ):
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+
+
 def test_execution_change_page_is_read_only(admin_client):
     incident = make_incident()
     execution = make_execution(incident, error_message="timed out", exit_code=124)

@@ -4,6 +4,8 @@ import json
 
 from django.utils.html import format_html
 
+from incidents.context import NotJSON, load_context, printable
+
 # A context carries container log samples; beyond this the page shows a cut and says so.
 CONTEXT_DISPLAY_LIMIT = 64 * 1024
 
@@ -13,9 +15,10 @@ def pretty_context(text: str) -> str:
     if not text:
         return "(none)"
     try:
-        shown = json.dumps(json.loads(text), indent=2, ensure_ascii=False, sort_keys=True)
-    except ValueError:
+        shown = json.dumps(load_context(text), indent=2, ensure_ascii=False, sort_keys=True)
+    except NotJSON:
         shown = text
+    shown = printable(shown)
     note = ""
     if len(shown) > CONTEXT_DISPLAY_LIMIT:
         note = f"… cut at {CONTEXT_DISPLAY_LIMIT:,} of {len(shown):,} characters"

@@ -7,7 +7,6 @@ all its incidents in one transaction.
 
 from __future__ import annotations
 
-import json
 from itertools import islice
 from typing import Any
 
@@ -26,6 +25,7 @@ from incidents.admin.common import ResourceSearchMixin, StoreBackedAdmin, descri
 from incidents.admin.context import pretty_context
 from incidents.admin.dates import IndexedDatesChangeList
 from incidents.admin.filters import IndexedValuesListFilter
+from incidents.context import NotJSON, load_context
 from incidents.models import FaultEvent, Incident
 from incidents.store import DjangoStateStore
 
@@ -60,8 +60,8 @@ class FaultEventForm(forms.ModelForm):
         text = self.cleaned_data["context"]
         if text and "context" in self.changed_data:
             try:
-                json.loads(text)
-            except ValueError as error:
+                load_context(text)
+            except NotJSON as error:
                 raise ValidationError(
                     f"The context of fault event {self.instance.pk} must be JSON text: {error}."
                 ) from None

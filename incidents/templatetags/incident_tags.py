@@ -7,7 +7,6 @@ computed here; labels are escaped by the template).
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -15,6 +14,7 @@ from django import template
 from django.utils import timezone
 
 from incidents.choices import SEVERITY_COLOURS, STATUS_COLOURS, Severity, Status
+from incidents.context import NotJSON, load_context, printable
 from incidents.models import Incident
 from incidents.selectors import Summary
 
@@ -140,21 +140,12 @@ def lifecycle(incident: Incident, now: datetime | None = None) -> list[Step]:
 
 # --- fault context and container logs ---------------------------------------------------------
 
-# CSI (colours, cursor moves), OSC (titles, hyperlinks) and two-byte escapes.
-_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
-# Other control characters, except tab and newline (a carriage return ends a line too).
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-# A lone surrogate: stored contexts keep upstream's "\ud800" escapes, and json.loads turns them
-# into characters no UTF-8 response can encode (a 500 instead of the page).
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
 
 @register.filter
 def strip_ansi(text: str) -> str:
     """`text` without terminal escapes and control characters (autoescaping then makes it inert)
     and with lone surrogates shown as U+FFFD."""
-    text = str(text).replace("\r\n", "\n").replace("\r", "\n")
-    return _SURROGATE.sub("\ufffd", _CONTROL.sub("", _ANSI.sub("", text)))
+    return printable(text)
 
 
 @dataclass(frozen=True)
@@ -185,8 +176,8 @@ def fault_context(text: str) -> FaultContext:
     {container, previous, hasPanic, sample}; anything else is kept as details. Text that is not
     JSON is shown as it is."""
     try:
-        data = json.loads(text) if text else {}
-    except (ValueError, RecursionError):
+        data = load_context(text)
+    except NotJSON:
         return FaultContext(message="", logs=[], details=strip_ansi(text), valid_json=False)
     if not isinstance(data, dict):
         if isinstance(data, str):

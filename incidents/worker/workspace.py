@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from incidents.context import NotJSON, load_context
 from incidents.models import Incident
 
 REPORT_NAME = "investigation.md"
@@ -72,11 +73,9 @@ def _rfc3339(value: datetime | None) -> str | None:
 
 def parsed_context(text: str) -> Any:
     """The stored context as JSON; text that is not JSON is passed on as a string."""
-    if not text:
-        return {}
     try:
-        return json.loads(text)
-    except ValueError:
+        return load_context(text)
+    except NotJSON:
         return text
 
 
