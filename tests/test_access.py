@@ -5,6 +5,7 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.urls import reverse
 
+from incidents.auth import client_address
 from incidents.roles import VIEWER_CODENAMES, viewer_group
 from tests.builders import make_incident, make_report
 
@@ -116,3 +117,39 @@ def test_a_signed_in_user_without_the_group_is_refused(client, django_user_model
         response = client.get(path)
         assert response.status_code == 403, path
     assert "viewer" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("proxies", "forwarded", "expected"),
+    [
+        (0, "203.0.113.7", "10.0.0.2"),  # no proxy configured: the peer, whatever was sent
+        (1, "203.0.113.7", "203.0.113.7"),
+        (1, "198.51.100.1, 203.0.113.7", "203.0.113.7"),  # the left entry is the client's claim
+        (2, "198.51.100.1, 203.0.113.7, 10.0.0.9", "203.0.113.7"),
+        (2, "203.0.113.7", "10.0.0.2"),  # fewer entries than proxies: not to be trusted
+    ],
+)
+def test_throttling_counts_the_client_behind_trusted_proxies(
+    rf, settings, proxies, forwarded, expected
+):
+    settings.TRUSTED_PROXY_COUNT = proxies
+    request = rf.get("/", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=forwarded)
+    assert client_address(request) == expected
+
+
+def test_behind_a_proxy_one_clients_failures_do_not_lock_out_another(client, settings, alice):
+    settings.TRUSTED_PROXY_COUNT = 1
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        client.post(
+            reverse("login"),
+            {"username": f"guess-{_}", "password": "wrong"},
+            REMOTE_ADDR="10.0.0.2",
+            HTTP_X_FORWARDED_FOR="203.0.113.66",
+        )
+    response = client.post(
+        reverse("login"),
+        {"username": "alice", "password": PASSWORD},
+        REMOTE_ADDR="10.0.0.2",
+        HTTP_X_FORWARDED_FOR="198.51.100.20",
+    )
+    assert response.status_code == 302

@@ -174,6 +174,9 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
+# Reverse proxies in front of the app (each appends to X-Forwarded-For); 0: none, use the peer.
+TRUSTED_PROXY_COUNT = env_int("DJANGO_TRUSTED_PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "incidents.auth.client_address"
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "incidents:list"
