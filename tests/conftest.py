@@ -17,6 +17,14 @@ def _fast_password_hashing(settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache() -> None:
+    # The dashboard caches summaries and filter choices: no test may see another's.
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def viewer(django_user_model):
     """A signed-in SRE's account: a member of the read-only viewer group, not staff."""

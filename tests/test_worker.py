@@ -425,7 +425,17 @@ def test_stop_lets_the_running_agent_finish_and_claims_nothing_more(workspace_ro
         agent_command=agent("--sleep", "1"), workspace_root=workspace_root, poll_interval=0.1
     )
     worker = Worker(config, mode=Mode.FOREVER)
-    stopper = threading.Timer(0.5, worker.stop)  # what SIGTERM/SIGINT do, mid-run
+
+    def stop_mid_run() -> None:
+        # The workspace exists once the first agent is about to run; it then sleeps 1 s.
+        deadline = time.monotonic() + 30
+        while not (workspace_root / str(first.incident_id)).exists():
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        worker.stop()  # what SIGTERM/SIGINT do
+
+    stopper = threading.Thread(target=stop_mid_run)
     stopper.start()
     summary = worker.run()
     stopper.join()
