@@ -8,6 +8,7 @@ one record (and a 1 MiB read buffer), whatever the stream's size.
 from __future__ import annotations
 
 import codecs
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,11 +32,12 @@ _CHUNK = 1 << 20
 
 def iter_records(stream: IO[bytes]) -> Iterator[RawRecord]:
     """The records of a byte stream: JSON Lines, a JSON array, or JSON values one after another
-    (one pretty-printed object, say), told apart by the first line. Reads as it goes: memory
-    holds one line (JSON Lines) or about a megabyte plus one record (the other forms).
+    (one pretty-printed object, say), told apart by the first two non-blank lines. Reads as it
+    goes: memory holds one line (JSON Lines) or about a megabyte plus one record (the others).
 
-    JSON Lines: each non-blank line is a record, valid or not. A JSON array or a stream of
-    values: a syntax error ends the stream, reported as one record whose error says where.
+    JSON Lines: each non-blank line is a record, valid or not; a broken first line is one of
+    them when the second line is a whole record. A JSON array or a stream of values: a syntax
+    error ends the stream, reported as one record whose error says where.
     """
     line_no = 0
     first = b""
@@ -48,15 +50,39 @@ def iter_records(stream: IO[bytes]) -> Iterator[RawRecord]:
             break
     if not first:
         return
+    # The lines up to the second non-blank one: it settles what a broken first line means.
+    ahead: list[bytes] = []
+    for chunk in iter(lambda: stream.readline(_max_scan()), b""):  # bounded: a peek
+        ahead.append(chunk)
+        if chunk.strip():
+            break
+    second = ahead[-1] if ahead and ahead[-1].strip() else b""
     head = first.lstrip()
-    if head.startswith(b"[") or not _looks_like_a_line_record(first):
-        yield from _iter_values(first, stream, line_no, array=head.startswith(b"["))
+    if head.startswith(b"["):
+        lines = _is_whole_record(first, any_value=True) and _is_whole_record(second)
+    else:
+        lines = _looks_like_a_line_record(first) or _is_whole_record(second)
+    if not lines:
+        yield from _iter_values(
+            first + b"".join(ahead), stream, line_no, array=head.startswith(b"[")
+        )
         return
+    if ahead and not ahead[-1].endswith(b"\n"):
+        ahead[-1] += stream.readline()  # the peek stopped mid-line: a line is one record
     yield RawRecord(line_no, first.rstrip(b"\r\n"))
-    for chunk in stream:
+    for chunk in itertools.chain(ahead, stream):
         line_no += 1
         if chunk.strip():
             yield RawRecord(line_no, chunk.rstrip(b"\r\n"))
+
+
+def _is_whole_record(line: bytes, *, any_value: bool = False) -> bool:
+    """Whether `line` is a complete JSON object (or, with any_value, any JSON value) by itself."""
+    try:
+        value = json.loads(line.strip() or b"x")
+    except (ValueError, RecursionError):
+        return False
+    return any_value or isinstance(value, dict)
 
 
 def _looks_like_a_line_record(line: bytes) -> bool:

@@ -285,6 +285,21 @@ def read(data: bytes) -> list[tuple[int, bytes, str | None]]:
     return [(r.line, r.raw, r.error) for r in iter_records(io.BytesIO(data))]
 
 
+@pytest.mark.parametrize("first", [b'{"faultId": "trunc",', b"garbage", b"[1, 2]"], ids=repr)
+def test_a_broken_first_line_of_json_lines_loses_no_other_line(first):
+    data = first + b'\n\n{"a": 1}\n{"b": 2}\n'
+    assert read(data) == [(1, first, None), (3, b'{"a": 1}', None), (4, b'{"b": 2}', None)]
+
+
+def test_a_pretty_printed_object_is_still_one_record():
+    data = b'{\n  "faultId": "x",\n  "logs": [\n    {"container": "api"}\n  ]\n}\n'
+    assert read(data) == [(1, data.strip(), None)]
+
+
+def test_an_array_with_one_item_per_line_is_still_an_array():
+    assert read(b'[\n{"a": 1}\n]\n') == [(2, b'{"a": 1}', None)]
+
+
 def test_json_lines_skip_blank_lines_and_keep_line_numbers():
     data = b'{"a": 1}\n\n  \n{"b": 2}\r\nnot json\n{"c": 3}'
     assert read(data) == [
