@@ -1,10 +1,12 @@
 """`IncidentFilterSet`: the dashboard's filters, read from the query string (the contract's names).
 
-- `status`, `severity`, `cluster` repeat for several values (`?status=failed&status=pending`).
-- `namespace`, `resource_kind`, `fault_type` take one value each.
+- Every parameter but the two dates repeats for several values (`?status=failed&status=pending`,
+  `?namespace=payments&namespace=checkout`); the page offers one drop-down value for namespace,
+  kind and fault type, and a shared link may carry more.
 - `created_after` / `created_before` take an ISO date or datetime (naive means UTC). A date as
   `created_before` includes that whole day: `created_before=2025-12-20` ends at midnight after it.
-- `q` matches a resource name (case-insensitive substring), a fault id or an incident id (exact).
+- `q` matches a resource name (case-insensitive substring), a fault id or an incident id (exact);
+  several `q` match any of them.
 
 Invalid values make the form invalid; the view then shows the errors and no rows, never every row.
 Cluster, namespace, kind and fault type choices come from the data (`selectors.filter_choices`,
@@ -60,11 +62,59 @@ class ClosedMultipleChoiceField(forms.MultipleChoiceField):
             raise ValidationError(f"At most {MAX_VALUES} values, not {len(value)}.")
 
 
-class OpenChoiceField(django_filters.fields.ChoiceField):
-    """A single choice whose choices are suggestions: any plausible value is valid."""
+def _values(data, name: str) -> list[str]:
+    values = data.getlist(name) if hasattr(data, "getlist") else [data.get(name)]
+    return [value for value in values if value and str(value).strip()]
 
-    def valid_value(self, value: str) -> bool:
-        return _plausible(str(value))
+
+class RepeatableSelect(forms.Select):
+    """A drop-down that still reads every repeat of its parameter (blank means "any")."""
+
+    def value_from_datadict(self, data, files, name: str) -> list[str]:
+        return _values(data, name)
+
+
+class RepeatableSearchInput(forms.TextInput):
+    """A search box that reads every repeat of its parameter; the page shows the first."""
+
+    input_type = "search"
+
+    def value_from_datadict(self, data, files, name: str) -> list[str]:
+        return _values(data, name)
+
+    def format_value(self, value: object) -> str | None:
+        if isinstance(value, list | tuple):
+            value = value[0] if value else None
+        return super().format_value(value)
+
+
+class SearchTermsField(forms.Field):
+    """One or more free-text terms, each at most `max_length` characters, no NUL."""
+
+    widget = RepeatableSearchInput
+
+    def __init__(self, *, max_length: int = 200, **kwargs) -> None:
+        self.max_length = max_length
+        super().__init__(**kwargs)
+
+    def to_python(self, value: object) -> list[str]:
+        if not value:
+            return []
+        values = value if isinstance(value, list | tuple) else [value]
+        return [str(term).strip() for term in values if str(term).strip()]
+
+    def validate(self, value: list[str]) -> None:
+        super().validate(value)
+        if len(value) > MAX_VALUES:
+            raise ValidationError(f"At most {MAX_VALUES} values, not {len(value)}.")
+        for term in value:
+            if len(term) > self.max_length:
+                raise ValidationError(
+                    f"Ensure this value has at most {self.max_length} characters "
+                    f"(it has {len(term)})."
+                )
+            if "\x00" in term:
+                raise ValidationError("Null characters are not allowed.")
 
 
 class TimeBoundField(forms.CharField):
@@ -132,14 +182,20 @@ class ClosedValuesInFilter(ValuesInFilter):
     field_class = ClosedMultipleChoiceField
 
 
-class OpenChoiceFilter(django_filters.ChoiceFilter):
-    field_class = OpenChoiceField
+class SearchFilter(django_filters.Filter):
+    field_class = SearchTermsField
 
 
 class TimeBoundFilter(django_filters.Filter):
     field_class = TimeBoundField
 
 
+# The drop-downs' first option: no filter.
+ANY_LABELS = {
+    "namespace": "Any namespace",
+    "resource_kind": "Any kind",
+    "fault_type": "Any fault type",
+}
 # A trigram index serves substring search from three characters on.
 MIN_SUBSTRING_SEARCH = 3
 
@@ -168,25 +224,25 @@ class IncidentFilterSet(django_filters.FilterSet):
         widget=forms.CheckboxSelectMultiple,
         label="Cluster",
     )
-    namespace = OpenChoiceFilter(
+    namespace = OpenValuesInFilter(
         field_name="resource_namespace",
-        lookup_expr="exact",
+        lookup_expr="in",
         choices=[],
-        empty_label="Any namespace",
+        widget=RepeatableSelect,
         label="Namespace",
     )
-    resource_kind = OpenChoiceFilter(
+    resource_kind = OpenValuesInFilter(
         field_name="resource_kind",
-        lookup_expr="exact",
+        lookup_expr="in",
         choices=[],
-        empty_label="Any kind",
+        widget=RepeatableSelect,
         label="Kind",
     )
-    fault_type = OpenChoiceFilter(
+    fault_type = OpenValuesInFilter(
         field_name="fault_type",
-        lookup_expr="exact",
+        lookup_expr="in",
         choices=[],
-        empty_label="Any fault type",
+        widget=RepeatableSelect,
         label="Fault type",
     )
     created_after = TimeBoundFilter(
@@ -203,13 +259,13 @@ class IncidentFilterSet(django_filters.FilterSet):
         widget=forms.TextInput(attrs={"placeholder": "YYYY-MM-DD", "inputmode": "numeric"}),
     )
     # The lookup is named for the record; `filter_q` ORs it with exact fault and incident ids.
-    q = django_filters.CharFilter(
+    q = SearchFilter(
         method="filter_q",
         lookup_expr="icontains",
         max_length=200,
         label="Search",
-        widget=forms.TextInput(
-            attrs={"placeholder": "resource name, fault id or incident id", "type": "search"}
+        widget=RepeatableSearchInput(
+            attrs={"placeholder": "resource name, fault id or incident id"}
         ),
     )
 
@@ -231,28 +287,30 @@ class IncidentFilterSet(django_filters.FilterSet):
             # Keep a chosen value visible (and selected) even when the cache has not seen it yet.
             chosen = data.getlist(name) if hasattr(data, "getlist") else [data.get(name)]
             offered += [value for value in chosen if value and _plausible(value)][:MAX_VALUES]
-            self.filters[name].extra["choices"] = [
+            any_value = [("", ANY_LABELS[name])] if name in ANY_LABELS else []
+            self.filters[name].extra["choices"] = any_value + [
                 (value, value) for value in dict.fromkeys(offered)
             ]
 
-    def filter_q(self, queryset: QuerySet[Incident], name: str, value: str) -> QuerySet[Incident]:
-        """Resource name contains `value` (trigram index on PostgreSQL), or the fault id is
-        `value`, or the incident id is `value` when it is a UUID.
+    def filter_q(
+        self, queryset: QuerySet[Incident], name: str, value: list[str]
+    ) -> QuerySet[Incident]:
+        """Each term: resource name contains it (trigram index on PostgreSQL), or the fault id is
+        it, or the incident id is it when it is a UUID. Several terms match any of them.
 
-        A text shorter than a trigram is matched as a whole fault id only: no index can serve
+        A term shorter than a trigram is matched as a whole fault id only: no index can serve
         `LIKE '%ab%'`, and at a million rows that scan costs half a second per request.
         """
-        text = value.strip()
-        if not text:
-            return queryset
-        condition = Q(fault_id=text)
-        if len(text) >= MIN_SUBSTRING_SEARCH:
-            condition |= Q(resource_name__icontains=text)
-        try:
-            condition |= Q(incident_id=uuid.UUID(text))
-        except ValueError:
-            pass
-        return queryset.filter(condition)
+        condition = Q()
+        for text in value:
+            condition |= Q(fault_id=text)
+            if len(text) >= MIN_SUBSTRING_SEARCH:
+                condition |= Q(resource_name__icontains=text)
+            try:
+                condition |= Q(incident_id=uuid.UUID(text))
+            except ValueError:
+                pass
+        return queryset.filter(condition) if value else queryset
 
     @property
     def active(self) -> bool:

@@ -206,3 +206,26 @@ def test_choices_come_from_the_given_data_and_keep_an_unseen_chosen_value():
 def test_unknown_parameters_are_ignored():
     incident = make_incident()
     assert matching(f"utm_source=x&id={uuid.uuid4()}") == {incident.pk}
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "values"),
+    [
+        ("namespace", "resource_namespace", ("payments", "checkout")),
+        ("resource_kind", "resource_kind", ("Pod", "Job")),
+        ("fault_type", "fault_type", ("CrashLoop", "OOMKilled")),
+    ],
+)
+def test_every_list_parameter_repeats_for_several_values(name, field, values):
+    wanted = [make_incident(event=make_fault_event(**{field: value})) for value in values]
+    make_incident(event=make_fault_event(**{field: "other"}))
+    query = "&".join(f"{name}={value}" for value in values)
+    assert matching(query) == {incident.pk for incident in wanted}
+    assert matching(f"{name}=") == matching("")  # the drop-down's "any" option
+
+
+def test_repeated_q_matches_any_term():
+    first = make_incident(event=make_fault_event(resource_name="ledger-writer-1"))
+    second = make_incident(event=make_fault_event(resource_name="pricing-api-2"))
+    make_incident(event=make_fault_event(resource_name="web-3"))
+    assert matching("q=ledger&q=pricing") == {first.pk, second.pk}
