@@ -153,3 +153,14 @@ def test_behind_a_proxy_one_clients_failures_do_not_lock_out_another(client, set
         HTTP_X_FORWARDED_FOR="198.51.100.20",
     )
     assert response.status_code == 302
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/accounts/password_reset/", "/accounts/reset/MQ/set-password/", "/accounts/signup/"],
+)
+def test_no_page_but_sign_in_is_open_without_a_session(client, path):
+    response = client.get(path)
+    assert response.status_code in (302, 404)
+    if response.status_code == 302:
+        assert response["Location"].startswith("/accounts/login/")
