@@ -228,6 +228,14 @@ def test_dry_run_counts_and_writes_nothing(tmp_path):
     assert Incident.objects.count() == FaultEvent.objects.count() == 0
 
 
+def test_dry_run_refuses_to_write_a_rejects_file(tmp_path):
+    path = write(tmp_path, "events.jsonl", line("a"))
+    status, _, stderr = run(path, "--dry-run", "--rejects", str(tmp_path / "rejects.jsonl"))
+    assert status == 2
+    assert "--dry-run writes nothing" in stderr
+    assert not (tmp_path / "rejects.jsonl").exists()
+
+
 def test_batch_size_is_honoured(tmp_path):
     path = write(tmp_path, "e.jsonl", "\n".join(line(f"f{n}") for n in range(25)))
     status, stdout, _ = run(path, "--batch-size", "4")

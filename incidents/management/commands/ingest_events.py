@@ -70,6 +70,9 @@ class Command(BaseCommand):
                 raise CommandError(f"{path}: {reason}", returncode=2)
             if not os.access(path, os.R_OK):
                 raise CommandError(f"{path}: permission denied", returncode=2)
+        if options["dry_run"] and options["rejects"]:
+            # A dry run writes nothing, not even the rejects file; stderr lists every rejection.
+            raise CommandError("--dry-run writes nothing: leave out --rejects", returncode=2)
         if paths.count(STDIN) > 1:
             raise CommandError("standard input ('-') can be read only once", returncode=2)
 
