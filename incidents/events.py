@@ -295,7 +295,8 @@ def _first(mapping: dict, keys: tuple[str, ...]) -> tuple[str, Any]:
 def _context_json(context: dict) -> str:
     # ensure_ascii: a lone surrogate from "\ud800" in the input stays an escape, never invalid
     # UTF-8 for the database; the JSON means the same either way.
-    return json.dumps(context, separators=(",", ":")) if context else ""
+    # Always JSON text, "{}" when upstream sent nothing: readers never special-case "".
+    return json.dumps(context, separators=(",", ":"))
 
 
 # -- the two payload shapes -----------------------------------------------------------------

@@ -124,7 +124,7 @@ def test_payload_without_optional_fields():
     event = parse_record(payload(subscriptionId=..., resource=..., context=..., logs=...))
     assert event.subscription_id == ""
     assert event.resource_kind == event.resource_name == ""
-    assert event.context == ""
+    assert event.context == "{}"
 
 
 def test_snake_case_column_names_are_accepted():
