@@ -2,6 +2,7 @@
 
 import io
 import json
+import logging
 import os
 import re
 import subprocess
@@ -226,6 +227,20 @@ def test_dry_run_counts_and_writes_nothing(tmp_path):
     assert summary(stdout) == {"received": 3, "created": 1, "duplicate": 1, "coalesced": 1,
                                "rejected": 0, "ignored": 0}  # fmt: skip
     assert Incident.objects.count() == FaultEvent.objects.count() == 0
+
+
+def test_quiet_keeps_ignored_notifications_out_of_the_output(tmp_path, caplog):
+    ignored = json.dumps(
+        {"jsonrpc": "2.0", "method": "notifications/message",
+         "params": {"level": "error", "logger": "kubernetes/subscription_error", "data": {}}}
+    )  # fmt: skip
+    path = write(tmp_path, "events.jsonl", ignored)
+    with caplog.at_level(logging.INFO, logger="incidents.ingest"):
+        status, stdout, _ = run(path, "--quiet")
+        assert status == 0 and summary(stdout)["ignored"] == 1
+        assert not [r for r in caplog.records if r.name == "incidents.ingest"]
+        run(path)  # the level comes back after a quiet run
+        assert [r for r in caplog.records if r.name == "incidents.ingest"]
 
 
 def test_dry_run_refuses_to_write_a_rejects_file(tmp_path):

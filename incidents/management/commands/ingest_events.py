@@ -8,6 +8,7 @@ failed mid-way (every batch before the failure is stored whole, none after it).
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -77,6 +78,11 @@ class Command(BaseCommand):
             raise CommandError("standard input ('-') can be read only once", returncode=2)
 
         with ExitStack() as stack:
+            if quiet:
+                # Logs share stdout with the summary (JSON lines in production): only errors.
+                ingest_logger = logging.getLogger("incidents.ingest")
+                stack.callback(ingest_logger.setLevel, ingest_logger.level)
+                ingest_logger.setLevel(logging.ERROR)
             rejects: IO[str] | None = None
             if options["rejects"]:
                 try:
