@@ -46,6 +46,24 @@ def severity_badge(value: str) -> dict:
 # --- durations --------------------------------------------------------------------------------
 
 
+# Keyset position belongs to one list; narrowing the filter starts from its first page.
+_PAGE_PARAMETERS = ("after", "before", "last")
+
+
+@register.simple_tag(takes_context=True)
+def narrowed(context, parameter: str, value: str | None = None) -> str:
+    """The current list's query with `parameter` set to `value` alone (removed when None),
+    every other filter kept, back on the first page."""
+    query = context["request"].GET.copy()
+    for name in _PAGE_PARAMETERS:
+        query.pop(name, None)
+    if value is None:
+        query.pop(parameter, None)
+    else:
+        query.setlist(parameter, [value])
+    return f"?{query.urlencode()}"
+
+
 @register.filter
 def human_duration(value: timedelta | None) -> str:
     """`45s`, `12m 05s`, `3h 04m`, `2d 3h`; empty for None."""
