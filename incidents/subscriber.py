@@ -106,6 +106,10 @@ class SubscriberConfig:
     exit_after: float | None = None
 
 
+# Notifications waiting for the database at most (each up to TRIAGE_MAX_RECORD_BYTES).
+MAX_BACKLOG = 50_000
+
+
 class IngestWorker(threading.Thread):
     """The one thread that writes: queue of envelopes -> IngestionService, flushed in time.
 
@@ -119,7 +123,12 @@ class IngestWorker(threading.Thread):
     _STOP = object()
 
     def __init__(
-        self, *, source: str, batch_size: int = 1000, rejects_path: Path | None = None
+        self,
+        *,
+        source: str,
+        batch_size: int = 1000,
+        rejects_path: Path | None = None,
+        max_backlog: int = MAX_BACKLOG,
     ) -> None:
         super().__init__(name="mcp-ingest", daemon=True)
         self.source = source
@@ -132,18 +141,36 @@ class IngestWorker(threading.Thread):
         # Notifications still unwritten when a stop gave up on an unreachable database.
         self.unsaved = 0
         self.on_failure: Callable[[], None] | None = None
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Bounded: while the database is down, memory must not grow until the process dies.
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_backlog)
+        self.dropped = 0
         self._ready = threading.Event()
         self._stopping = threading.Event()
 
     def submit(self, envelope: dict[str, Any], *, sequence: int) -> None:
-        """Queue one notification envelope; never blocks."""
-        self._queue.put((envelope, sequence))
+        """Queue one notification envelope; never blocks. A full queue (the database has been
+        unreachable for a long time) drops it, counted and logged."""
+        try:
+            self._queue.put_nowait((envelope, sequence))
+        except queue.Full:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                logger.error(
+                    "ingest queue full (%d notifications waiting): dropped %d so far",
+                    self._queue.qsize(),
+                    self.dropped,
+                )
 
     def stop(self) -> None:
         """Ask the thread to write everything queued so far and end."""
         self._stopping.set()
-        self._queue.put(self._STOP)
+        while True:  # a full queue has room again as soon as the writer takes one
+            try:
+                self._queue.put(self._STOP, timeout=1.0)
+                return
+            except queue.Full:
+                if not self.is_alive():
+                    return
 
     def backlog(self) -> int:
         return self._queue.qsize()
@@ -306,7 +333,8 @@ class Subscriber:
         return (
             f"status: {state}; {self.counts.summary()}; "
             f"subscription errors {self.subscription_errors} (counted as ignored); "
-            f"reconnect attempts {self.reconnects}; queued {backlog}"
+            f"reconnect attempts {self.reconnects}; queued {backlog}, "
+            f"dropped {self.worker.dropped}"
         )
 
     # --- the event loop --------------------------------------------------------------------

@@ -7,6 +7,7 @@ command test, which runs `manage.py subscribe_mcp` itself and stops it with SIGT
 """
 
 import json
+import logging
 import os
 import random
 import re
@@ -595,3 +596,15 @@ def test_command_retries_until_the_server_is_up_then_sigterm_unsubscribes_and_ex
     if connection.vendor == "postgresql":
         assert FaultEvent.objects.filter(fault_id__startswith="c-").count() == created - 1
         assert Incident.objects.count() == created
+
+
+def test_a_full_ingest_queue_drops_and_counts_instead_of_growing(caplog):
+    worker = subscriber_module.IngestWorker(
+        source="mcp", max_backlog=3
+    )  # not started: nothing drains it
+    with caplog.at_level(logging.ERROR, logger="incidents.subscriber"):
+        for sequence in range(5):
+            worker.submit({"params": {}}, sequence=sequence)
+    assert (worker.backlog(), worker.dropped) == (3, 2)
+    assert "ingest queue full" in caplog.text
+    worker.stop()  # returns although the queue is full and no thread runs
