@@ -5,11 +5,13 @@ write to a pod's log can write into a report. Everything is rendered with Python
 cleaned with nh3 (ammonia) against an allow-list; stored HTML is cleaned again on the way out.
 """
 
+import hashlib
 import re
 from dataclasses import dataclass
 
 import markdown
 import nh3
+from django.core.cache import cache
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from markdown.extensions.fenced_code import FencedBlockPreprocessor
@@ -114,6 +116,21 @@ def render(text: str) -> RenderedMarkdown:
         return _plain(text)
     toc = converter.toc if getattr(converter, "toc_tokens", None) else ""
     return RenderedMarkdown(html=sanitize(html), toc=sanitize(toc))
+
+
+RENDER_CACHE_SECONDS = 60 * 60
+
+
+def render_cached(text: str) -> RenderedMarkdown:
+    """render(), remembered for an hour by the text's digest: pages show the same report to
+    every viewer, and an edit changes the digest, so nothing stale is ever served."""
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    key = f"rendered-markdown:{digest}"
+    rendered = cache.get(key)
+    if rendered is None:
+        rendered = render(text)
+        cache.set(key, rendered, RENDER_CACHE_SECONDS)
+    return rendered
 
 
 def render_markdown(text: str) -> str:

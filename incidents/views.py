@@ -28,7 +28,7 @@ from incidents import selectors
 from incidents.filters import IncidentFilterSet
 from incidents.forms import ListControlsForm
 from incidents.models import Incident, TriageReport
-from incidents.rendering import render
+from incidents.rendering import render_cached
 from incidents.roles import VIEW_INCIDENTS, VIEW_REPORTS
 
 
@@ -274,7 +274,7 @@ class IncidentDetailView(PermissionRequiredMixin, DetailView):
         context.update(
             executions=list(incident.executions.all()),
             reports=reports,
-            latest_report=render(reports[0].report_markdown) if reports else None,
+            latest_report=render_cached(reports[0].report_markdown) if reports else None,
             recurrences=selectors.recurrences(incident),
         )
         return context
@@ -294,7 +294,7 @@ class ReportDetailView(PermissionRequiredMixin, DetailView):
 
     def get_context_data(self, **kwargs) -> dict:
         context = super().get_context_data(**kwargs)
-        context["rendered"] = render(self.object.report_markdown)
+        context["rendered"] = render_cached(self.object.report_markdown)
         return context
 
 

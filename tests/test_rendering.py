@@ -50,3 +50,20 @@ def test_links_get_rel_noopener():
 def test_empty_report_renders_empty():
     rendered = render("")
     assert str(rendered.html) == "" and str(rendered.toc) == ""
+
+
+def test_render_cached_gives_the_same_safe_html_and_renders_once(monkeypatch):
+    from django.utils.safestring import SafeString
+
+    from incidents import rendering
+
+    calls = []
+    real_render = rendering.render
+    monkeypatch.setattr(rendering, "render", lambda text: calls.append(text) or real_render(text))
+    first = rendering.render_cached("# Title\n\n<script>x</script>")
+    second = rendering.render_cached("# Title\n\n<script>x</script>")
+    assert first == second and isinstance(second.html, SafeString)
+    assert "<script" not in str(second.html)
+    assert len(calls) == 1
+    rendering.render_cached("# Edited")  # another text, another entry
+    assert len(calls) == 2
