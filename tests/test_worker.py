@@ -3,14 +3,13 @@
 import json
 import shlex
 import stat
-import sys
 import threading
 import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from incidents.choices import Status
@@ -18,20 +17,27 @@ from incidents.models import AgentExecution, Incident, TriageReport
 from incidents.store import WORKER_LOST, WORKER_LOST_TWICE
 from incidents.worker import Mode, Worker, WorkerConfig, pipeline, triage_incident
 from incidents.worker.pipeline import CLAIM_LOST
+from tests.agents import agent_python, agent_script, reachable_folder
 from tests.builders import make_execution, make_fault_event, make_incident
 
 pytestmark = pytest.mark.django_db
 
-AGENT = Path(__file__).parent / "agents" / "scripted_agent.py"
-
 
 def agent(*args: str) -> str:
-    return shlex.join([sys.executable, str(AGENT), *args])
+    return shlex.join([agent_python(), str(agent_script("scripted_agent.py")), *args])
 
 
 @pytest.fixture
-def workspace_root(tmp_path) -> Path:
-    return tmp_path / "workspaces"
+def workspace_root() -> Path:
+    with reachable_folder() as folder:
+        yield folder / "workspaces"
+
+
+@pytest.fixture
+def shared() -> Path:
+    """A folder every agent may write to (files like order.txt that tests read back)."""
+    with reachable_folder(0o1777) as folder:
+        yield folder
 
 
 @pytest.fixture
@@ -283,12 +289,12 @@ def test_each_step_logs_one_structured_line(run_triage, caplog):
     assert (finished.triaged, finished.count_resolved) == (1, 1)
 
 
-def test_relative_agent_path_is_taken_from_the_workers_directory(run_triage, tmp_path, monkeypatch):
-    program = tmp_path / "bin" / "agent"
-    program.parent.mkdir()
-    program.write_text(f"#!{sys.executable}\n" + AGENT.read_text())
+def test_relative_agent_path_is_taken_from_the_workers_directory(run_triage, shared, monkeypatch):
+    program = shared / "bin" / "agent"
+    program.parent.mkdir(mode=0o755)
+    program.write_text(f"#!{agent_python()}\n" + agent_script("scripted_agent.py").read_text())
     program.chmod(0o755)
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(shared)
     incident = make_incident()
     run_triage("--once", command="bin/agent --exit 0")
     incident.refresh_from_db()
@@ -296,7 +302,7 @@ def test_relative_agent_path_is_taken_from_the_workers_directory(run_triage, tmp
 
 
 # -- the workspace and what the agent sees ---------------------------------------------------------
-def test_workspace_holds_incident_and_event_as_camel_case_json(run_triage, workspace_root):
+def test_workspace_holds_incident_and_event_in_nightcriers_form(run_triage, workspace_root):
     event = make_fault_event(
         save=True,
         fault_type="OOMKilled",
@@ -309,19 +315,19 @@ def test_workspace_holds_incident_and_event_as_camel_case_json(run_triage, works
     folder = workspace_of(workspace_root, incident)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     incident.refresh_from_db()
-    document = json.loads((folder / "incident.json").read_text())
-    assert document["incidentId"] == str(incident.incident_id)
-    assert document["faultId"] == event.fault_id
-    assert document["status"] == Status.INVESTIGATING
-    assert document["startedAt"] == incident.started_at.isoformat().replace("+00:00", "Z")
-    assert document["executionId"] == str(AgentExecution.objects.get().execution_id)
-    fault = json.loads((folder / "event.json").read_text())
-    assert fault == {
+    execution = AgentExecution.objects.get()
+    stamp = event.timestamp.isoformat().replace("+00:00", "Z")
+    seen = json.loads((folder / "seen.json").read_text())
+    assert seen["output_listing"] == []  # output/ is empty when the agent starts
+    # What the agent read: nightcrier's names and types (internal/incident/incident.go).
+    assert seen["incident"] == {
+        "incidentId": str(incident.incident_id),
         "faultId": event.fault_id,
-        "subscriptionId": event.subscription_id,
+        "status": Status.INVESTIGATING,
+        "createdAt": incident.created_at.isoformat().replace("+00:00", "Z"),
+        "startedAt": incident.started_at.isoformat().replace("+00:00", "Z"),
         "cluster": event.cluster,
-        "faultType": "OOMKilled",
-        "severity": event.severity,
+        "namespace": event.resource_namespace,
         "resource": {
             "apiVersion": "apps/v1",
             "kind": "StatefulSet",
@@ -329,11 +335,47 @@ def test_workspace_holds_incident_and_event_as_camel_case_json(run_triage, works
             "namespace": event.resource_namespace,
             "uid": event.resource_uid,
         },
-        "context": {"context": "OOMKilled", "logs": [{"container": "db", "sample": "x"}]},
-        "timestamp": event.timestamp.isoformat().replace("+00:00", "Z"),
+        "faultType": "OOMKilled",
+        "severity": event.severity,
+        "context": "OOMKilled",  # upstream's string, not our JSON around it
+        "timestamp": stamp,
+        "triggeringEventId": event.fault_id,
+        "executionId": str(execution.execution_id),
+        "subscriptionId": event.subscription_id,
+        "triageSeverity": event.severity,
+        "triageContext": {"context": "OOMKilled", "logs": [{"container": "db", "sample": "x"}]},
     }
-    seen = json.loads((folder / "seen.json").read_text())
-    assert seen["output_listing"] == []  # output/ is empty when the agent starts
+    # After the run: rewritten as nightcrier does, empty fields left out as its omitempty does.
+    after = json.loads((folder / "incident.json").read_text())
+    assert after == {
+        **seen["incident"],
+        "status": Status.RESOLVED,
+        "completedAt": execution.completed_at.isoformat().replace("+00:00", "Z"),
+        "exitCode": 0,
+        "logPaths": {
+            "stdout": str(folder / "logs" / "agent.stdout.log"),
+            "stderr": str(folder / "logs" / "agent.stderr.log"),
+        },
+    }
+    fault = json.loads((folder / "event.json").read_text())
+    assert fault == {
+        "subscriptionId": event.subscription_id,
+        "cluster": event.cluster,
+        "faultId": event.fault_id,
+        "faultType": "OOMKilled",
+        "severity": event.severity,
+        "resource": seen["incident"]["resource"],
+        "context": "OOMKilled",
+        "timestamp": stamp,
+    }
+
+
+def test_failed_run_is_written_back_into_incident_json(run_triage, workspace_root):
+    incident = make_incident()
+    run_triage("--once", command=agent("--exit", "2", "--stderr", "no access"))
+    after = json.loads((workspace_of(workspace_root, incident) / "incident.json").read_text())
+    assert (after["status"], after["exitCode"]) == (Status.FAILED, 2)
+    assert after["failureReason"] == "agent exited with code 2: no access"
 
 
 def test_agent_environment_names_the_workspace_and_hides_worker_secrets(
@@ -373,30 +415,28 @@ def test_rerun_starts_from_a_fresh_workspace(run_triage, workspace_root):
     assert incident.failure_reason == "investigation report missing"
 
 
-def test_unwritable_workspace_root_fails_each_incident_and_keeps_going(run_triage, tmp_path):
-    blocker = tmp_path / "not-a-directory"
+def test_unusable_workspace_root_stops_claiming_and_drains_nothing(run_triage, shared):
+    blocker = shared / "not-a-directory"
     blocker.write_text("")
     first, second = make_incident(), make_incident()
-    summary = run_triage("--until-empty", command=agent(), root=blocker / "workspaces")
+    root = blocker / "workspaces"
+    with pytest.raises(CommandError, match=f"stopped early: workspace root {root} unusable: ") as e:
+        run_triage("--until-empty", command=agent(), root=root)
+    assert e.value.returncode == 4
     for incident in (first, second):
         incident.refresh_from_db()
-        assert incident.status == Status.AGENT_FAILED
-        assert incident.failure_reason.startswith(
-            f"workspace {blocker / 'workspaces' / str(incident.incident_id)} not writable: "
-        )
-        execution = AgentExecution.objects.get(incident=incident)
-        assert execution.error_message == incident.failure_reason
-    assert summary.startswith("triaged 2: resolved 0, failed 0, agent_failed 2")
+        assert incident.status == Status.PENDING  # never claimed, never failed
+    assert not AgentExecution.objects.exists()
 
 
 # -- the queue ----------------------------------------------------------------------------------
-def test_incidents_are_taken_oldest_first(run_triage, tmp_path):
+def test_incidents_are_taken_oldest_first(run_triage, shared):
     now = timezone.now()
     newest = make_incident(created_at=now - timedelta(minutes=1))
     oldest = make_incident(created_at=now - timedelta(minutes=30))
     middle = make_incident(created_at=now - timedelta(minutes=10))
     make_incident(status=Status.RESOLVED, created_at=now - timedelta(hours=1))
-    order = tmp_path / "order.txt"
+    order = shared / "order.txt"
     summary = run_triage("--until-empty", command=agent("--record", str(order)))
     expected = [str(incident.incident_id) for incident in (oldest, middle, newest)]
     assert order.read_text().split() == expected
@@ -475,7 +515,7 @@ def test_open_execution_of_a_lost_worker_is_closed_not_duplicated(store):
     assert AgentExecution.objects.filter(incident=lost).count() == 1
 
 
-def test_incident_lost_twice_is_agent_failed(run_triage, tmp_path):
+def test_incident_lost_twice_is_agent_failed(run_triage, shared):
     started = timezone.now() - timedelta(minutes=10)
     lost = make_incident(status=Status.INVESTIGATING, started_at=started)
     make_execution(
@@ -485,7 +525,7 @@ def test_incident_lost_twice_is_agent_failed(run_triage, tmp_path):
         exit_code=None,
         error_message=f"{WORKER_LOST}: earlier",
     )
-    order = tmp_path / "order.txt"
+    order = shared / "order.txt"
     summary = run_triage("--until-empty", "--timeout", "60", command=agent("--record", str(order)))
     lost.refresh_from_db()
     assert lost.status == Status.AGENT_FAILED
@@ -520,10 +560,10 @@ def test_a_run_that_outlived_its_claim_does_not_complete_the_incident(store, wor
         ("small", Status.AGENT_FAILED),
     ],
 )
-def test_default_agent_is_the_stub(run_triage, monkeypatch, outcome, status):
+def test_stub_agent_runs_when_named(run_triage, monkeypatch, outcome, status):
     monkeypatch.setenv("TRIAGE_STUB_OUTCOME", outcome)
     incident = make_incident()
-    run_triage("--once")
+    run_triage("--once", command="stub")
     incident.refresh_from_db()
     assert incident.status == status
     if outcome in ("resolved", "partial"):
@@ -536,9 +576,9 @@ def test_default_agent_is_the_stub(run_triage, monkeypatch, outcome, status):
 # a file database (the demo's) handles concurrent slots, PostgreSQL is what this test pins down.
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_slots_run_each_incident_once(run_triage, tmp_path):
+def test_concurrent_slots_run_each_incident_once(run_triage, shared):
     incidents = [make_incident() for _ in range(8)]
-    order = tmp_path / "order.txt"
+    order = shared / "order.txt"
     summary = run_triage(
         "--until-empty",
         "--concurrency",

@@ -51,6 +51,10 @@ def main() -> int:
             handle.write(incident["incidentId"] + "\n")
     if options.dump_env:
         seen = {
+            "argv": sys.argv[1:],
+            "uid": os.getuid(),
+            "incident": incident,
+            "prompt_sent": Path("prompt-sent.md").read_text(),
             "env": dict(os.environ),
             "cwd": os.getcwd(),
             "own_session": os.getsid(0) == os.getpid(),
