@@ -1,6 +1,7 @@
 """The triage pipeline end to end: `run_triage` in-process with scripted agents (subprocesses)."""
 
 import json
+import os
 import shlex
 import stat
 import threading
@@ -589,3 +590,85 @@ def test_concurrent_slots_run_each_incident_once(run_triage, shared):
     assert AgentExecution.objects.count() == 8
     assert set(Incident.objects.values_list("status", flat=True)) == {Status.RESOLVED}
     assert summary.startswith("triaged 8: resolved 8")
+
+
+# -- nightcrier's run-agent.sh, unchanged, through the placeholders -----------------------------
+NIGHTCRIER = (
+    "bash {script} --workspace {{workspace}} --model sonnet "
+    "--allowed-tools Read,Grep,Glob,Bash --timeout {{timeout}} --agent claude {{prompt}}"
+)
+
+
+@pytest.fixture
+def nightcrier(shared, monkeypatch, settings):
+    """nightcrier's environment, a fake `docker` on PATH and a kubeconfig for the cluster."""
+    bin_dir = shared / "bin"
+    bin_dir.mkdir(mode=0o755)
+    docker = bin_dir / "docker"
+    docker.write_bytes((Path(__file__).parent / "agents" / "fake_docker").read_bytes())
+    docker.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    for name, value in {
+        "AGENT_CLI": "claude",
+        "AGENT_IMAGE": "nightcrier-agent:latest",
+        "LLM_MODEL": "sonnet",
+        "AGENT_ALLOWED_TOOLS": "Read,Grep,Glob,Bash",
+        "ANTHROPIC_API_KEY": "sk-ant-test",
+    }.items():
+        monkeypatch.setenv(name, value)
+    kube = shared / "kube"
+    kube.mkdir(mode=0o755)
+    (kube / "prod-eu-1").write_text("apiVersion: v1\nkind: Config\n")
+    settings.TRIAGE_KUBECONFIG_DIR = str(kube)
+    settings.TRIAGE_AGENT_PASS_ENV = ["FAKE_DOCKER_MODE"]
+    prompt = shared / "prompt.md"
+    prompt.write_text('Investigate incident.json; it\'s "quoted", $HOME stays literal.\n')
+    script = agent_script("nightcrier_run_agent.sh")
+    return {"command": NIGHTCRIER.format(script=script), "prompt": prompt, "kube": kube}
+
+
+def test_nightcriers_run_agent_runs_unchanged_and_resolves(run_triage, workspace_root, nightcrier):
+    incident = make_incident(event=make_fault_event(save=True, cluster="prod-eu-1"))
+    run_triage(
+        "--once", "--timeout", "60", "--prompt-file", str(nightcrier["prompt"]),
+        command=nightcrier["command"],
+    )  # fmt: skip
+    incident.refresh_from_db()
+    folder = workspace_of(workspace_root, incident)
+    assert incident.status == Status.RESOLVED, incident.failure_reason
+    report = TriageReport.objects.get(incident=incident)
+    assert report.report_markdown == (folder / "output" / "investigation.md").read_text()
+    assert f"nightcrier-agent-{incident.incident_id}" in report.report_markdown  # INCIDENT_ID
+    prompt = nightcrier["prompt"].read_text()
+    sent = (folder / "prompt-sent.md").read_text()
+    assert sent.startswith(prompt)  # written before the run, then appended to by the script
+    assert "## Preloaded context" in sent
+    docker = (folder / "output" / "docker-args.txt").read_text().splitlines()
+    assert docker[:3] == ["--rm", "--stop-timeout", "54"]  # CONTAINER_TIMEOUT below our 60 s
+    assert f"{folder}/incident.json:/home/agent/incident.json:ro" in docker
+    assert f"{nightcrier['kube']}/prod-eu-1:/home/agent/.kube/config:ro" in docker
+    assert docker[-1].startswith("claude -p ") and "$HOME stays literal." in docker[-1]
+
+
+@pytest.mark.parametrize(
+    ("mode", "code", "reason"),
+    [
+        ("hang", 124, "agent timed out (exit 124: its timeout wrapper fired)"),
+        ("oom", 137, "agent killed (exit 137: SIGKILL, from a timeout wrapper or the OOM killer)"),
+    ],
+)
+def test_wrapper_timeout_and_sigkill_exits_are_timeouts(
+    run_triage, workspace_root, nightcrier, monkeypatch, mode, code, reason
+):
+    monkeypatch.setenv("FAKE_DOCKER_MODE", mode)
+    incident = make_incident()
+    began = time.monotonic()
+    run_triage(
+        "--once", "--timeout", "3", "--prompt-file", str(nightcrier["prompt"]),
+        command=nightcrier["command"],
+    )  # fmt: skip
+    assert time.monotonic() - began < 10
+    incident.refresh_from_db()
+    assert (incident.status, incident.exit_code) == (Status.AGENT_FAILED, code)
+    assert incident.failure_reason.startswith(reason)
+    assert not TriageReport.objects.exists()
