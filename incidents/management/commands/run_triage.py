@@ -174,7 +174,8 @@ class Command(BaseCommand):
                 returncode=USAGE_ERROR,
             )
         root = Path(config.workspace_root).absolute()
-        existing = next(folder for folder in [root, *root.parents] if folder.is_dir())
+        # The root itself is the worker's to make or repair (see ensure_root); the way to it is not.
+        existing = next(folder for folder in root.parents if folder.is_dir())
         if not can_reach(existing, identity, bits=1):
             raise CommandError(
                 f"--workspace-root {root}: the agent user {identity.name} cannot reach it "
