@@ -217,3 +217,50 @@ def test_a_setsid_daemon_dies_with_its_run(deployment):
     time.sleep(0.5)
     assert log.stat().st_size == size  # nothing writes to the workspace any more
     assert re.search(r"killed [1-9]\d* process\(es\) the agent left running", done.stdout)
+
+
+# -- F1 with the worker as an ordinary user: agent and worker share a uid -----------------------
+WORKER_AS_USER = """
+import importlib.util, subprocess, sys
+spec = importlib.util.spec_from_file_location("isolation", sys.argv[2])
+isolation = sys.modules["isolation"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(isolation)
+if sys.argv[1] == "hardened":
+    isolation.harden_worker()  # what run_triage does before its first agent
+print(subprocess.run([sys.executable, sys.argv[3]], capture_output=True, text=True).stdout)
+"""
+ATTACK_PARENT = """
+import ctypes, json, os
+try:
+    environ = open(f"/proc/{os.getppid()}/environ", "rb").read().decode()
+except OSError as error:
+    environ = error.strerror
+libc = ctypes.CDLL(None, use_errno=True)
+traced = libc.ptrace(0x4206, os.getppid(), None, None) == 0  # PTRACE_SEIZE: no stop
+print(json.dumps({"environ": environ, "ptrace": traced}))
+"""
+
+
+@pytest.mark.parametrize("worker", ["hardened", "plain"])
+def test_same_user_agent_reads_nothing_of_a_hardened_worker(worker):
+    """A worker running as an ordinary user runs agents as itself: only non-dumpability keeps
+    its environment and memory out of their reach (the plain run shows the attack works)."""
+    with reachable_folder(0o755) as folder:
+        isolation = folder / "isolation.py"
+        shutil.copy(settings.BASE_DIR / "incidents" / "worker" / "isolation.py", isolation)
+        attack = folder / "attack.py"
+        attack.write_text(ATTACK_PARENT)
+        for path in (isolation, attack):
+            path.chmod(0o644)
+        done = subprocess.run(
+            ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", agent_python(),
+             "-c", WORKER_AS_USER, worker, str(isolation), str(attack)],
+            env={"PATH": os.environ["PATH"], "DJANGO_SECRET_KEY": SECRET_KEY},
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    if worker == "hardened":
+        assert seen == {"environ": "Permission denied", "ptrace": False}
+    else:
+        assert MARKER in seen["environ"] and seen["ptrace"] is True
