@@ -6,6 +6,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -14,12 +15,12 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import OperationalError, connection
 from django.utils import timezone
 
 from incidents.choices import Status
 from incidents.models import AgentExecution, Incident
-from incidents.store import WORKER_LOST
+from incidents.store import WORKER_LOST, DjangoStateStore
 from tests.agents import agent_python, agent_script, reachable_folder
 from tests.builders import make_incident
 
@@ -240,3 +241,43 @@ def test_signal_stops_claiming_and_lets_the_running_agent_finish(shared, stop_si
     assert second.status == Status.PENDING  # never claimed
     assert f"{stop_signal.name}: no new incidents" in err
     assert "triaged 1: resolved 1" in summary_of(out)
+
+
+# -- F14: a database outage ends a bounded run with exit 3 and says what was left ----------------
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "concurrency",
+    # SQLite's in-memory test database cannot serve several slots (see test_worker.py).
+    [1, pytest.param(4, marks=pytest.mark.postgres)],
+)
+def test_database_outage_exits_3_with_what_was_left(shared, monkeypatch, capsys, concurrency):
+    for _ in range(12):
+        make_incident()
+    real_complete = DjangoStateStore.complete_incident
+    completed = []
+    lock = threading.Lock()
+
+    def complete_then_outage(self, *args, **kwargs):
+        with lock:
+            if len(completed) >= 2:
+                raise OperationalError("server closed the connection unexpectedly")
+            completed.append(args[0])
+        return real_complete(self, *args, **kwargs)
+
+    monkeypatch.setattr(DjangoStateStore, "complete_incident", complete_then_outage)
+    with pytest.raises(CommandError, match="stopped early: database error: server closed") as e:
+        call_command(
+            "run_triage", "--until-empty", "--concurrency", str(concurrency),
+            "--workspace-root", str(shared / "ws"), "--agent-command", agent("--sleep", "0.2"),
+        )  # fmt: skip
+    assert e.value.returncode == 3
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    statuses = list(Incident.objects.values_list("status", flat=True))
+    pending, investigating = statuses.count(Status.PENDING), statuses.count(Status.INVESTIGATING)
+    assert statuses.count(Status.RESOLVED) == 2 and pending + investigating == 10
+    assert 1 <= investigating <= concurrency  # the runs in flight when the database went
+    assert summary.startswith("triaged 2: resolved 2, failed 0, agent_failed 0")
+    assert summary.endswith(
+        f"; stopped early (database), left: {pending} pending, {investigating} investigating, "
+        f"{investigating} claimed by this worker and not recorded (requeued once counted lost)"
+    )

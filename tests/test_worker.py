@@ -672,3 +672,19 @@ def test_wrapper_timeout_and_sigkill_exits_are_timeouts(
     assert (incident.status, incident.exit_code) == (Status.AGENT_FAILED, code)
     assert incident.failure_reason.startswith(reason)
     assert not TriageReport.objects.exists()
+
+
+# -- F5: nothing an agent started outlives its run, nothing accumulates in the worker ------------
+def test_setsid_daemons_die_with_their_runs_and_nothing_leaks(run_triage, workspace_root):
+    hostile = shlex.join([agent_python(), str(agent_script("hostile_agent.py")), "setsid"])
+    make_incident()
+    run_triage("--until-empty", command=hostile)  # warm-up: imports, the database connection
+    threads, fds = threading.active_count(), len(os.listdir("/proc/self/fd"))
+    incidents = [make_incident() for _ in range(5)]
+    summary = run_triage("--until-empty", command=hostile)
+    assert summary.startswith("triaged 5: resolved 5")
+    for incident in incidents:
+        folder = workspace_of(workspace_root, incident)
+        daemon = json.loads((folder / "attack.json").read_text())["loot"]["daemon"]
+        assert not _alive(daemon, wait=0)
+    assert (threading.active_count(), len(os.listdir("/proc/self/fd"))) == (threads, fds)
