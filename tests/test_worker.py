@@ -380,12 +380,15 @@ def test_failed_run_is_written_back_into_incident_json(run_triage, workspace_roo
 
 
 def test_agent_environment_names_the_workspace_and_hides_worker_secrets(
-    run_triage, workspace_root, monkeypatch
+    run_triage, workspace_root, monkeypatch, settings
 ):
     monkeypatch.setenv("DATABASE_URL", "postgres://secret@db/prod")
     monkeypatch.setenv("DJANGO_SECRET_KEY", "s3cret")
     monkeypatch.setenv("PGPASSWORD", "pw")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws")
+    monkeypatch.setenv("SITE_TOKEN", "passed on purpose")
     monkeypatch.setenv("KUBECONFIG", "/etc/kube/config")
+    settings.TRIAGE_AGENT_PASS_ENV = ["SITE_TOKEN", "DJANGO_SECRET_KEY"]
     incident = make_incident()
     run_triage("--once", "--timeout", "120", command=agent("--dump-env"))
     folder = workspace_of(workspace_root, incident)
@@ -393,17 +396,42 @@ def test_agent_environment_names_the_workspace_and_hides_worker_secrets(
     env = seen["env"]
     assert seen["cwd"] == str(folder)
     assert seen["own_session"] is True
-    assert env["TRIAGE_INCIDENT_ID"] == str(incident.incident_id)
+    assert seen["uid"] != 0 or os.geteuid() != 0  # a root worker never runs an agent as root
+    assert env["TRIAGE_INCIDENT_ID"] == env["INCIDENT_ID"] == str(incident.incident_id)
     assert env["TRIAGE_EXECUTION_ID"] == str(AgentExecution.objects.get().execution_id)
-    assert env["TRIAGE_WORKSPACE"] == str(folder)
+    assert env["TRIAGE_WORKSPACE"] == env["HOME"] == str(folder)
     assert env["TRIAGE_INCIDENT_FILE"] == str(folder / "incident.json")
     assert env["TRIAGE_EVENT_FILE"] == str(folder / "event.json")
     assert env["TRIAGE_OUTPUT_DIR"] == str(folder / "output")
     assert env["TRIAGE_REPORT_FILE"] == str(folder / "output" / "investigation.md")
+    assert env["TRIAGE_PROMPT_FILE"] == str(folder / "prompt-sent.md")
     assert env["TRIAGE_TIMEOUT_SECONDS"] == "120"
-    assert env["KUBECONFIG"] == "/etc/kube/config"  # the agent's own credentials pass through
-    for secret in ("DATABASE_URL", "DJANGO_SECRET_KEY", "PGPASSWORD"):
+    assert env["CONTAINER_TIMEOUT"] == "108"  # below ours, so a wrapper's timeout fires first
+    assert env["KUBECONFIG"] == "/etc/kube/config"  # no per-cluster file: the worker's passes
+    assert env["SITE_TOKEN"] == "passed on purpose"
+    for secret in ("DATABASE_URL", "DJANGO_SECRET_KEY", "PGPASSWORD", "AWS_SECRET_ACCESS_KEY"):
         assert secret not in env
+
+
+def test_placeholders_fill_one_argument_each(run_triage, workspace_root, shared, settings):
+    settings.TRIAGE_KUBECONFIG_DIR = str(shared)
+    (shared / "prod-eu-1").write_text("kind: Config\n")
+    prompt = shared / "prompt.md"
+    prompt.write_text("Investigate 'this' incident; $HOME {workspace} stays as written.\n")
+    incident = make_incident(event=make_fault_event(save=True, cluster="prod-eu-1"))
+    command = agent("--dump-env", "{incident_id}", "id={execution_id}", "{timeout}", "{prompt}")
+    run_triage("--once", "--timeout", "20", "--prompt-file", str(prompt), command=command)
+    folder = workspace_of(workspace_root, incident)
+    seen = json.loads((folder / "seen.json").read_text())
+    execution = AgentExecution.objects.get()
+    assert seen["argv"][-4:] == [
+        str(incident.incident_id),
+        f"id={execution.execution_id}",
+        "18",
+        prompt.read_text(),  # the file's text, one argument, placeholders in it left alone
+    ]
+    assert seen["prompt_sent"] == prompt.read_text()
+    assert seen["env"]["KUBECONFIG"] == seen["env"]["KUBECONFIG_PATH"] == str(shared / "prod-eu-1")
 
 
 def test_rerun_starts_from_a_fresh_workspace(run_triage, workspace_root):

@@ -43,6 +43,7 @@ def main() -> int:
     parser.add_argument("--spawn-sleeper", action="store_true")
     parser.add_argument("--record", help="append this incident's id to FILE (order of runs)")
     parser.add_argument("--dump-env", action="store_true", help="write seen.json in the cwd")
+    parser.add_argument("extra", nargs="*", help="ignored (placeholders under test)")
     options = parser.parse_args()
 
     incident = json.loads(Path(os.environ["TRIAGE_INCIDENT_FILE"]).read_text())
