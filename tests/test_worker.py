@@ -16,7 +16,7 @@ from django.utils import timezone
 from incidents.choices import Status
 from incidents.models import AgentExecution, Incident, TriageReport
 from incidents.store import WORKER_LOST, WORKER_LOST_TWICE
-from incidents.worker import Mode, Worker, WorkerConfig, pipeline, triage_incident
+from incidents.worker import Mode, Worker, WorkerConfig, pipeline, triage_incident, workspace
 from incidents.worker.pipeline import CLAIM_LOST
 from tests.agents import agent_python, agent_script, reachable_folder
 from tests.builders import make_execution, make_fault_event, make_incident
@@ -369,6 +369,17 @@ def test_workspace_holds_incident_and_event_in_nightcriers_form(run_triage, work
         "context": "OOMKilled",
         "timestamp": stamp,
     }
+
+
+def test_event_json_is_the_record_as_sent_when_the_store_kept_it(
+    run_triage, workspace_root, monkeypatch
+):
+    sent = '{"faultId":"f7a3b2c1d4e5f6a7", "severity":"warning",  "context":"\\ud800"}'
+    real_view = workspace.upstream_view
+    monkeypatch.setattr(workspace, "upstream_view", lambda i: real_view(i) | {"raw": sent})
+    incident = make_incident()
+    run_triage("--once", command=agent())
+    assert (workspace_of(workspace_root, incident) / "event.json").read_text() == sent
 
 
 def test_failed_run_is_written_back_into_incident_json(run_triage, workspace_root):

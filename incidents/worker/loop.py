@@ -10,7 +10,8 @@ running finish, up to their timeout, and their incidents are recorded.
 The worker stops early, and says why in `Summary.failure`, when it cannot go on without
 harming the queue: the database failed in `once`/`until_empty` mode (a long-running worker
 waits and retries instead), or the workspace root is unusable and cannot be repaired (every
-incident would fail). It then claims nothing more; what it had claimed goes back to the queue.
+incident would fail). It then claims nothing more: an incident whose run the database failed
+stays investigating until recovery counts it lost; one the root failed goes back to pending.
 """
 
 from __future__ import annotations

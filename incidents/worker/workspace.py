@@ -110,13 +110,11 @@ def _resource(incident: Incident) -> dict[str, str]:
     }
 
 
-def event_document(incident: Incident) -> dict[str, Any] | str:
+def event_document(incident: Incident) -> dict[str, Any] | str | bytes:
     """This occurrence of the fault as upstream sent it: the record's text when the store kept
     it, else upstream's payload shape rebuilt from the incident's copy of the fault's fields
     (that copy is this occurrence's; the fault event row holds the latest correction)."""
     view = upstream_view(incident)
-    if isinstance(view.get("raw"), str):
-        return view["raw"]
     if view.get("raw") is not None:
         return view["raw"]
     document: dict[str, Any] = {
@@ -179,9 +177,11 @@ def completed_document(
     return done
 
 
-def _dump(document: dict[str, Any] | str) -> bytes:
+def _dump(document: dict[str, Any] | str | bytes) -> bytes:
     # A lone surrogate (kept from upstream's "\ud800" escapes in the context) cannot be UTF-8:
     # backslashreplace writes it back as that same JSON escape, inside its JSON string.
+    if isinstance(document, bytes):
+        return document
     if isinstance(document, str):
         return document.encode("utf-8", errors="backslashreplace")
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
