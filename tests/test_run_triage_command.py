@@ -66,6 +66,7 @@ def test_production_worker_without_an_agent_refuses_to_start_in_one_line(tmp_pat
         if key not in ("TRIAGE_AGENT_COMMAND", "DJANGO_DEBUG")
     }
     env.update(
+        DJANGO_DEBUG="0",
         DJANGO_SECRET_KEY="x" * 50,
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
         TRIAGE_WORKSPACE_ROOT=str(tmp_path / "ws"),

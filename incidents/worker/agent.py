@@ -190,10 +190,10 @@ _running: set[int] = set()
 _running_lock = threading.Lock()
 
 
-def _start(argv: Sequence[str], cwd: Path, env: Mapping[str, str], identity: AgentIdentity):
+def _start(argv: Sequence[str], cwd: Path, env: Mapping[str, str], identity: AgentIdentity | None):
     """Popen the agent as `identity`, registered in `_running` before any clean-up can look."""
     as_user = {}
-    if not identity.is_worker:
+    if identity is not None and not identity.is_worker:
         as_user = {"user": identity.uid, "group": identity.gid, "extra_groups": identity.groups}
     with _running_lock:
         before = children_of(os.getpid())
@@ -237,9 +237,12 @@ def run_agent(
     timeout: float,
     kill_grace: float,
     log_limit: int,
-    identity: AgentIdentity,
+    identity: AgentIdentity | None = None,
 ) -> AgentResult:
-    """Run `argv` in `cwd` until it exits or `timeout` seconds pass; see the module docstring."""
+    """Run `argv` in `cwd` until it exits or `timeout` seconds pass; see the module docstring.
+
+    `identity`: the user to run it as (None: the worker's own).
+    """
     started_at = timezone.now()
     pumps = [
         _LogPump(stdout_log, log_limit),
