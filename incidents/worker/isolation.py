@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import ctypes
-import errno
 import logging
 import os
 import pwd
@@ -120,8 +119,9 @@ def children_of(pid: int) -> set[int]:
     return children
 
 
-def _kill_tree(pid: int) -> int:
-    """SIGKILL `pid` and every descendant (stopped first, so none can fork meanwhile)."""
+def _kill_tree(pid: int) -> set[int]:
+    """SIGKILL `pid` and every descendant (stopped first, so none can fork meanwhile); returns
+    the pids that were signalled."""
     tree, frontier = [], [pid]
     while frontier:
         current = frontier.pop()
@@ -129,14 +129,21 @@ def _kill_tree(pid: int) -> int:
             os.kill(current, signal.SIGSTOP)
         except ProcessLookupError:
             continue
-        tree.append(current)
+        except PermissionError:
+            # A setuid program the agent ran: a non-root worker cannot kill it. Its children
+            # are still searched; it stays, and is logged.
+            logger.warning("cannot kill pid %d the agent left running: not ours", current)
+        else:
+            tree.append(current)
         frontier.extend(children_of(current))
+    killed = set()
     for member in tree:
         try:
             os.kill(member, signal.SIGKILL)
         except ProcessLookupError:
-            pass
-    return len(tree)
+            continue
+        killed.add(member)
+    return killed
 
 
 def reap_orphans(keep: set[int]) -> int:
@@ -149,14 +156,14 @@ def reap_orphans(keep: set[int]) -> int:
     """
     killed = 0
     for pid in children_of(os.getpid()) - keep:
-        killed += _kill_tree(pid)
+        signalled = _kill_tree(pid)
+        killed += len(signalled)
+        if pid not in signalled:
+            continue  # never waited for: it may not die
         try:
             os.waitpid(pid, 0)
         except ChildProcessError:
             pass  # reaped elsewhere
-        except OSError as error:
-            if error.errno != errno.ECHILD:
-                raise
     return killed
 
 
