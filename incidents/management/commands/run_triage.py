@@ -36,7 +36,10 @@ class Command(BaseCommand):
     help = (
         "Triage pending incidents, oldest first: run the agent for each in its own workspace and "
         "record the execution, the report and the outcome. Runs until SIGTERM/SIGINT unless "
-        "--once or --until-empty is given; a signal stops claiming and lets running agents finish."
+        "--once or --until-empty is given; a signal stops claiming and lets running agents finish. "
+        "Exit status: 0; 2 for a configuration error; 3 when the database failed under --once or "
+        "--until-empty; 4 when the workspace root is unusable (the worker then claims nothing "
+        "more and its summary says what was left)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
