@@ -19,12 +19,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from django.db import DatabaseError, connections, transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from incidents.choices import Status
@@ -108,7 +110,7 @@ class Worker:
         self.store_factory = store_factory
         self.recovery_interval = max(recovery_interval, config.poll_interval)
         self.summary = Summary()
-        self._in_flight: set = set()  # incidents claimed and not yet recorded
+        self._in_flight: set[uuid.UUID] = set()  # incidents claimed and not yet recorded
         self._stop = threading.Event()
         self._recovery_lock = threading.Lock()
         self._last_recovery = float("-inf")
@@ -247,10 +249,11 @@ class Worker:
         claimed = len(self._in_flight)
         mine = f"{claimed} claimed by this worker and not recorded (requeued once counted lost)"
         try:
-            counts = Counter(
-                Incident.objects.filter(
-                    status__in=[Status.PENDING, Status.INVESTIGATING]
-                ).values_list("status", flat=True)
+            counts = dict(
+                Incident.objects.filter(status__in=[Status.PENDING, Status.INVESTIGATING])
+                .values_list("status")
+                .annotate(Count("pk"))
+                .order_by()
             )
         except DatabaseError:
             return f"queue unknown (database unreachable), {mine}"
@@ -258,7 +261,8 @@ class Worker:
             if threading.current_thread() is not threading.main_thread():
                 connections.close_all()
         return (
-            f"{counts[Status.PENDING]} pending, {counts[Status.INVESTIGATING]} investigating, "
+            f"{counts.get(Status.PENDING, 0)} pending, "
+            f"{counts.get(Status.INVESTIGATING, 0)} investigating, "
             f"{mine}"
         )
 
