@@ -264,3 +264,18 @@ def test_same_user_agent_reads_nothing_of_a_hardened_worker(worker):
         assert seen == {"environ": "Permission denied", "ptrace": False}
     else:
         assert MARKER in seen["environ"] and seen["ptrace"] is True
+
+
+def test_a_production_worker_refuses_a_database_file_its_agents_could_read(deployment):
+    with reachable_folder(0o755) as folder:  # the mistake under test: a 0644 file in reach
+        deployment.db = Path(shutil.copy(deployment.db, folder / "db.sqlite3"))
+        deployment.db.chmod(0o644)
+        deployment.env["DATABASE_URL"] = f"sqlite:///{deployment.db}"
+        deployment.ingest(1)
+        done = deployment.triage("environ", MARKER)
+        assert done.returncode == 2
+        assert done.stderr.strip() == (
+            f"CommandError: the agent user nobody can read the database {deployment.db}: "
+            "chmod 600 it (or use PostgreSQL)"
+        )
+        assert deployment.rows("SELECT status FROM incidents") == [("pending",)]

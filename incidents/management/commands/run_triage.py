@@ -9,6 +9,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
 
 from incidents.worker import Mode, Worker, WorkerConfig
 from incidents.worker.isolation import AgentIdentity, agent_identity, can_reach, harden_worker
@@ -160,6 +161,23 @@ class Command(BaseCommand):
         self._check_reachable(config, identity)
         return config
 
+    def _check_database_file(self, identity: AgentIdentity) -> None:
+        """An SQLite database the agent's user can read hands it every session and password
+        hash: refused in production, a warning in development (`make demo`)."""
+        database = connections["default"].settings_dict
+        if identity.is_worker or "sqlite" not in database["ENGINE"]:
+            return
+        path = Path(str(database["NAME"]))
+        if not path.exists() or not can_reach(path, identity, bits=4):
+            return
+        message = (
+            f"the agent user {identity.name} can read the database {path}: "
+            f"chmod 600 it (or use PostgreSQL)"
+        )
+        if not settings.DEBUG:
+            raise CommandError(message, returncode=USAGE_ERROR)
+        self.stderr.write(f"warning: {message}")
+
     def _check_reachable(self, config: WorkerConfig, identity: AgentIdentity) -> None:
         """The agent's program and the workspace root must be reachable by the agent's user."""
         template = config.template
@@ -176,6 +194,7 @@ class Command(BaseCommand):
                 f"cannot execute {executable} (TRIAGE_AGENT_USER; check the folders' modes)",
                 returncode=USAGE_ERROR,
             )
+        self._check_database_file(identity)
         root = Path(config.workspace_root).absolute()
         # The root itself is the worker's to make or repair (see ensure_root); the way to it is not.
         existing = next(folder for folder in root.parents if folder.is_dir())
