@@ -37,3 +37,28 @@ def printable(text: object) -> str:
     """
     text = str(text).replace("\r\n", "\n").replace("\r", "\n")
     return _SURROGATE.sub("\ufffd", _CONTROL.sub("", _ANSI.sub("", text)))
+
+
+def upstream_view(fault_or_incident: Any) -> dict[str, Any]:
+    """Upstream's own words for a fault (or an incident's copy of it), as far as the store keeps
+    them: `severity`, `context` (upstream's string, or None), `timestamp` (RFC 3339), `cluster`,
+    and `raw` (the record as sent, or None when it was not kept).
+
+    Today's store keeps upstream's context string under "context" in the stored JSON, and our
+    severity and parsed timestamp only: those stand in for the words upstream sent.
+    """
+    try:
+        stored = load_context(fault_or_incident.context)
+    except NotJSON:
+        stored = {}
+    context = stored.get("context") if isinstance(stored, dict) else None
+    if context is not None and not isinstance(context, str):
+        context = json.dumps(context, ensure_ascii=False)
+    timestamp = fault_or_incident.timestamp
+    return {
+        "severity": fault_or_incident.severity,
+        "context": context,
+        "timestamp": timestamp.isoformat().replace("+00:00", "Z") if timestamp else None,
+        "cluster": fault_or_incident.cluster,
+        "raw": None,
+    }

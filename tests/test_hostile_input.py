@@ -932,14 +932,16 @@ def test_a_lone_surrogate_in_an_ingested_context_shows_as_a_replacement_characte
     assert "before \ufffd after" in response.content.decode()
 
 
-def test_a_lone_surrogate_in_the_context_does_not_fail_its_triage(tmp_path):
+def test_a_lone_surrogate_in_the_context_does_not_fail_its_triage():
     from incidents.worker import Mode, Worker, WorkerConfig
+    from tests.agents import agent_python, agent_script, reachable_folder
 
     incident = make_incident(event=make_fault_event(context='{"context":"before \\ud800 after"}'))
-    agent = Path(__file__).parent / "agents" / "scripted_agent.py"
-    config = WorkerConfig(agent_command=f"{sys.executable} {agent}", workspace_root=tmp_path)
-    Worker(config, mode=Mode.ONCE).run()
-    incident.refresh_from_db()
-    assert incident.status == "resolved", incident.failure_reason
-    event = json.loads((tmp_path / str(incident.incident_id) / "event.json").read_text())
-    assert event["context"] == {"context": "before \ud800 after"}
+    agent = agent_script("scripted_agent.py")
+    with reachable_folder() as root:  # the agent runs as nobody under a root worker
+        config = WorkerConfig(agent_command=f"{agent_python()} {agent}", workspace_root=root)
+        Worker(config, mode=Mode.ONCE).run()
+        incident.refresh_from_db()
+        assert incident.status == "resolved", incident.failure_reason
+        event = json.loads((root / str(incident.incident_id) / "event.json").read_text())
+    assert event["context"] == "before \ud800 after"  # upstream's string, as sent

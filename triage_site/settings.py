@@ -5,7 +5,6 @@ production and must be given DJANGO_SECRET_KEY.
 """
 
 import os
-import shlex
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -262,9 +261,16 @@ LOGGING = {
 }
 
 # --- The triage pipeline -------------------------------------------------------------------
-TRIAGE_AGENT_COMMAND = os.environ.get("TRIAGE_AGENT_COMMAND") or (
-    f"{shlex.quote(sys.executable)} -m incidents.stub_agent"  # run_triage splits it with shlex
-)
+# No default: run_triage refuses to start without an agent; `stub` names the demo agent.
+TRIAGE_AGENT_COMMAND = os.environ.get("TRIAGE_AGENT_COMMAND", "").strip()
+TRIAGE_AGENT_PROMPT_FILE = os.environ.get("TRIAGE_AGENT_PROMPT_FILE", "")
+TRIAGE_KUBECONFIG_DIR = os.environ.get("TRIAGE_KUBECONFIG_DIR", "")
+# The user agents run as when the worker runs as root (never root itself); default nobody.
+TRIAGE_AGENT_USER = os.environ.get("TRIAGE_AGENT_USER", "")
+# Comma-separated names of further variables an agent may see (never the worker's secrets).
+TRIAGE_AGENT_PASS_ENV = [
+    name.strip() for name in os.environ.get("TRIAGE_AGENT_PASS_ENV", "").split(",") if name.strip()
+]
 TRIAGE_WORKSPACE_ROOT = Path(
     os.environ.get("TRIAGE_WORKSPACE_ROOT") or BASE_DIR / "var" / "workspaces"
 )
