@@ -210,14 +210,18 @@ def decode_cursor(sort: Sort, token: str) -> list[object]:
                 moment = datetime.fromisoformat(value)
                 if timezone.is_naive(moment):
                     raise ValueError("naive datetime")
-                typed.append(moment)
+                # In UTC here, where an offset that moves it past year 1 or 9999 overflows;
+                # SQLite's adapter would convert it mid-query (a 500, where PostgreSQL is 400).
+                typed.append(moment.astimezone(UTC))
             elif key.name == "incident_id":
+                if not isinstance(value, str):
+                    raise TypeError(value)
                 typed.append(uuid.UUID(hex=value))
-            elif isinstance(value, int) and not isinstance(value, bool):
-                typed.append(value)
+            elif isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**31:
+                typed.append(value)  # a rank: small, and within every database's integer
             else:
                 raise TypeError(value)
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, OverflowError) as error:
             raise InvalidCursor("the page link is not valid") from error
     return typed
 
