@@ -221,6 +221,8 @@ SECURE_HSTS_PRELOAD = env_flag("DJANGO_HSTS_PRELOAD", default=True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Error reports (DEBUG's 500 page) mask the password inside DATABASE_URL and other URLs too.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "triage_site.reporting.CredentialsReporterFilter"
 
 # Only our own static files: no inline scripts, no CDN.
 CONTENT_SECURITY_POLICY = {
