@@ -498,10 +498,16 @@ def filter_choices() -> FilterChoices:
 # --- CSV export -------------------------------------------------------------------------------
 
 
-def export_rows(queryset: QuerySet[Incident], *, chunk_size: int = 2000) -> Iterator[Incident]:
-    """Every row of `queryset`, newest first, streamed from the database in chunks (a
-    server-side cursor on PostgreSQL): memory stays flat however many rows match."""
-    return SORTS[DEFAULT_SORT].order(queryset).iterator(chunk_size=chunk_size)
+def export_rows(
+    queryset: QuerySet[Incident], *, limit: int | None = None, chunk_size: int = 2000
+) -> Iterator[Incident]:
+    """The rows of `queryset` (the first `limit` when given), newest first, streamed from the
+    database in chunks (a server-side cursor on PostgreSQL): memory stays flat however many
+    rows match."""
+    ordered = SORTS[DEFAULT_SORT].order(queryset)
+    if limit is not None:
+        ordered = ordered[:limit]
+    return ordered.iterator(chunk_size=chunk_size)
 
 
 # --- one incident, one report -----------------------------------------------------------------

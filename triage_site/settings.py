@@ -278,6 +278,9 @@ TRIAGE_AGENT_LOG_MAX_BYTES = env_int("TRIAGE_AGENT_LOG_MAX_BYTES", default=10 * 
 TRIAGE_SEVERITY_MAP = {"info": "low", "warning": "medium", "error": "high"}
 # A record larger than this is rejected whole, never truncated.
 TRIAGE_MAX_RECORD_BYTES = env_int("TRIAGE_MAX_RECORD_BYTES", default=1024 * 1024)
+# /incidents.csv refuses (422, before any byte) a filter matching more rows than this: a file
+# that is whole, streamed in seconds, far inside any request timeout (see the README).
+TRIAGE_EXPORT_MAX_ROWS = env_int("TRIAGE_EXPORT_MAX_ROWS", default=100_000)
 
 # --- Indexes (scale) ------------------------------------------------------------------------
 # The dashboard's created_at-ordered indexes INCLUDE the summary's columns so PostgreSQL answers
