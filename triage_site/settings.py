@@ -56,7 +56,24 @@ def development_secret_key(path: Path) -> str:
 TESTING = "PYTEST_VERSION" in os.environ
 DEBUG = env_flag("DJANGO_DEBUG", default=TESTING)
 
+
+def asking_for_help(argv: list[str]) -> bool:
+    """`manage.py`, `manage.py help …`, `manage.py <command> --help`: nothing runs, no secret."""
+    if not argv or Path(argv[0]).name != "manage.py":
+        return False
+    options = argv[2 : argv.index("--")] if "--" in argv else argv[2:]  # after --: arguments
+    return (
+        len(argv) == 1
+        or argv[1] in ("help", "--help", "-h", "--version")
+        or any(arg in ("--help", "-h") for arg in options)
+    )
+
+
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY and asking_for_help(sys.argv):
+    from django.core.management.utils import get_random_secret_key
+
+    SECRET_KEY = get_random_secret_key()  # signs nothing: help prints and exits
 if not SECRET_KEY:
     if not DEBUG:
         # A one-line reason instead of a traceback: this is the first thing a new deployment hits.
