@@ -203,6 +203,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# The admin's dates as the dashboard shows them: 2025-12-20 14:03:07 UTC (triage_site/formats).
+FORMAT_MODULE_PATH = ["triage_site.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
