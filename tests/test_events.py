@@ -5,7 +5,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from incidents.context import UPSTREAM_KEY
 from incidents.events import (
+    CLUSTER_HINT,
     IgnoredRecord,
     RejectedRecord,
     fault_id_for,
@@ -13,6 +15,13 @@ from incidents.events import (
 )
 
 SEVERITIES = "critical, high, medium, low, info, warning, error"
+
+
+def upstream_keys(context: str) -> dict:
+    """The stored context without what ingestion adds under UPSTREAM_KEY."""
+    parsed = json.loads(context)
+    parsed.pop(UPSTREAM_KEY)
+    return parsed
 
 
 def payload(**overrides) -> dict:
@@ -97,7 +106,7 @@ def test_camel_case_payload_fills_every_column():
 
 def test_context_keeps_upstream_context_logs_and_unknown_keys():
     event = parse_record(payload(restartCount=7, labels={"team": "payments"}))
-    context = json.loads(event.context)
+    context = upstream_keys(event.context)
     assert context == {
         "context": "Back-off restarting failed container",
         "logs": [{"container": "api", "previous": True, "hasPanic": False, "sample": "boom"}],
@@ -124,7 +133,7 @@ def test_payload_without_optional_fields():
     event = parse_record(payload(subscriptionId=..., resource=..., context=..., logs=...))
     assert event.subscription_id == ""
     assert event.resource_kind == event.resource_name == ""
-    assert event.context == "{}"
+    assert upstream_keys(event.context) == {}
 
 
 def test_snake_case_column_names_are_accepted():
@@ -151,7 +160,7 @@ def test_snake_case_column_names_are_accepted():
     )
     assert event.resource_api_version == "apps/v1"
     assert event.timestamp == datetime(2025, 12, 20, 13, 30, tzinfo=UTC)
-    assert json.loads(event.context) == {"context": "killed"}
+    assert upstream_keys(event.context) == {"context": "killed"}
 
 
 def test_nested_resource_with_snake_case_keys():
@@ -296,14 +305,28 @@ def test_numeric_timestamp_is_rejected():
 
 
 # -- rejections -----------------------------------------------------------------------------
-@pytest.mark.parametrize("field", ["faultId", "cluster", "faultType", "severity", "timestamp"])
+@pytest.mark.parametrize("field", ["faultType", "severity", "timestamp"])
 def test_each_required_field_missing(field):
     assert rejected(payload(**{field: ...})) == f"missing {field}"
 
 
-@pytest.mark.parametrize("field", ["faultId", "cluster", "faultType"])
+def test_a_missing_cluster_says_to_pass_cluster():
+    assert rejected(payload(cluster=...)) == f"missing cluster ({CLUSTER_HINT})"
+    assert "--cluster NAME" in CLUSTER_HINT
+
+
+def test_a_missing_fault_id_without_a_uid_to_derive_it_from_is_rejected():
+    raw = payload(faultId=..., resource={"kind": "Pod", "name": "api"})
+    assert rejected(raw) == "missing faultId, and no resource.uid to derive it from"
+
+
+@pytest.mark.parametrize("field", ["faultId", "faultType"])
 def test_required_text_fields_may_not_be_blank(field):
     assert rejected(payload(**{field: "  "})) == f"{field} is empty"
+
+
+def test_a_blank_cluster_says_to_pass_cluster():
+    assert rejected(payload(cluster="  ")) == f"cluster is empty ({CLUSTER_HINT})"
 
 
 def test_unknown_severity():
@@ -378,7 +401,7 @@ def test_faults_shape_rejections(event_overrides, reason):
 def test_faults_shape_needs_a_cluster():
     raw = faults_payload()
     del raw["cluster"]
-    assert rejected(raw) == "missing cluster"
+    assert rejected(raw) == f"missing cluster ({CLUSTER_HINT})"
 
 
 @pytest.mark.parametrize("form", ["str", "bytes", "dict"])
@@ -415,17 +438,22 @@ def test_hostile_text_is_kept_verbatim_for_escaping_later(hostile):
              "params": {"level": 3, "logger": "kubernetes/faults", "data": {}}},
             "params.level is a JSON number, not a string",
         ),
-        ({"cluster": "c", "event": "BackOff"}, "event is a JSON string, not a JSON object"),
         (
-            {"cluster": "c", "event": {"reason": "BackOff", "involvedObject": ["pod"]}},
+            {"cluster": "c", "event": "BackOff", "logs": []},
+            "event is a JSON string, not a JSON object",
+        ),
+        (
+            {"cluster": "c", "logs": [],
+             "event": {"reason": "BackOff", "involvedObject": ["pod"]}},
             "event.involvedObject is a JSON array, not a JSON object",
         ),
         (
-            {"cluster": "c", "event": {"reason": "BackOff", "involvedObject": {"name": 7}}},
+            {"cluster": "c", "logs": [],
+             "event": {"reason": "BackOff", "involvedObject": {"name": 7}}},
             "event.involvedObject.name is a JSON number, not a string",
         ),
         (
-            {"cluster": "c", "severity": "urgent",
+            {"cluster": "c", "severity": "urgent", "logs": [],
              "event": {"reason": "BackOff", "involvedObject": {"name": "p"},
                        "timestamp": "2025-12-20T15:30:00Z"}},
             f"severity 'urgent' is not one of {SEVERITIES}",

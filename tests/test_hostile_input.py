@@ -323,7 +323,10 @@ def test_huge_but_allowed_context_is_stored_whole(tmp_path):
     status, _stdout, stderr = ingest(tmp_path, record)
     assert status == 0, stderr
     stored = json.loads(FaultEvent.objects.get(fault_id="big").context)
+    upstream = stored.pop("_upstream")
     assert stored == {"context": context}
+    # Its JSON text (2.7 MB of \u00e9) is over the record limit: kept whole but not twice.
+    assert upstream["recordOmitted"].endswith("bytes as JSON, over 1048576")
 
 
 def test_nul_and_surrogates_in_context_are_stored_as_json_escapes(tmp_path):
@@ -334,7 +337,9 @@ def test_nul_and_surrogates_in_context_are_stored_as_json_escapes(tmp_path):
     assert (status, stderr) == (0, ""), stderr
     context = FaultEvent.objects.get(fault_id="nul-ctx").context
     assert "\x00" not in context
-    assert json.loads(context) == {"context": "a\x00b\ud800c", "x\x00y": {"\x00": "\x00"}}
+    stored = json.loads(context)
+    assert stored.pop("_upstream")["record"] == raw.decode()
+    assert stored == {"context": "a\x00b\ud800c", "x\x00y": {"\x00": "\x00"}}
 
 
 def test_sql_in_fields_is_stored_verbatim_and_harms_nothing(tmp_path):

@@ -14,6 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
 
+from incidents.events import CLUSTER_HINT
 from incidents.management.commands import ingest_events
 from incidents.models import FaultEvent, Incident
 
@@ -213,7 +214,7 @@ def test_several_files_are_counted_together(tmp_path):
     second = write(tmp_path, "two.jsonl", line("a") + "\n" + line("b", cluster="") + "\n")
     status, stdout, stderr = run(first, second)
     assert status == 1
-    assert stderr.strip() == f"{second}:2: cluster is empty"
+    assert stderr.strip() == f"{second}:2: cluster is empty ({CLUSTER_HINT})"
     assert summary(stdout) == {"received": 3, "created": 1, "duplicate": 1, "coalesced": 0,
                                "rejected": 1, "ignored": 0}  # fmt: skip
 
