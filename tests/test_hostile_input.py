@@ -312,9 +312,7 @@ def traced_peak(call) -> tuple[object, int]:
 
 
 @pytest.mark.parametrize("with_rejects", [False, True], ids=["plain", "rejects"])
-def test_a_50_mb_line_is_rejected_in_bounded_memory_and_its_neighbours_kept(
-    tmp_path, with_rejects
-):
+def test_a_50_mb_line_is_rejected_in_bounded_memory_and_its_neighbours_kept(tmp_path, with_rejects):
     # F12: memory followed the longest line (3.24 GB to reject a 1 GiB line). Now the line is
     # streamed: read in chunks, counted, and copied to --rejects without being held whole.
     huge = huge_line(50 * 1024 * 1024)
