@@ -14,7 +14,13 @@ Two threads, one job each:
   arrived, so no event waits more than about a second to be stored.
 
 Stopping (SIGTERM/SIGINT, `stop()`, or a test hook) flushes everything received, calls
-`events_unsubscribe` when connected, and returns the final counts.
+`events_unsubscribe` when connected, and returns the final counts. A subscription the server
+refuses (no `events_subscribe` tool, an invalid mode, a tool error) is a configuration error,
+not a network blip: it is logged at ERROR with the server's words and `run()` raises
+`SubscriptionRefused` at once instead of retrying forever.
+
+`kubernetes/events` notifications (events mode) are plain Kubernetes events: counted as ignored
+without a log line each.
 """
 
 from __future__ import annotations
@@ -37,12 +43,14 @@ from typing import Any, TextIO
 from django.db import DatabaseError, close_old_connections, connections
 from django.utils import timezone
 
-from incidents.ingest import IngestCounts, IngestionService, Rejection
+from incidents.ingest import IngestCounts, IngestionService, Outcome, Rejection
 from incidents.mcp_client import (
+    EVENTS_LOGGER,
     SUBSCRIPTION_ERROR_LOGGER,
     LogMessage,
     Subscription,
     SubscriptionFilters,
+    SubscriptionRefused,
     subscribe,
 )
 
@@ -66,6 +74,18 @@ def backoff_delay(attempt: int, *, rng: random.Random | None = None) -> float:
     """
     nominal = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(attempt, 16))
     return nominal * (rng or random).uniform(0.8, 1.0)
+
+
+def find_error(error: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """`error` or the first exception of type `kind` inside the SDK's exception groups."""
+    if isinstance(error, kind):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = find_error(inner, kind)
+            if found is not None:
+                return found
+    return None
 
 
 def describe_error(error: BaseException) -> str:
@@ -93,6 +113,8 @@ class SubscriberConfig:
     url: str
     filters: SubscriptionFilters = field(default_factory=SubscriptionFilters)
     headers: dict[str, str] = field(default_factory=dict)
+    # --cluster: the cluster every record is stored under, whatever the server calls it.
+    cluster: str | None = None
     batch_size: int = 1000
     rejects_path: Path | None = None
     status_interval: float = 60.0
@@ -129,9 +151,11 @@ class IngestWorker(threading.Thread):
         batch_size: int = 1000,
         rejects_path: Path | None = None,
         max_backlog: int = MAX_BACKLOG,
+        cluster: str | None = None,
     ) -> None:
         super().__init__(name="mcp-ingest", daemon=True)
         self.source = source
+        self.cluster = cluster
         self.batch_size = batch_size
         self.rejects_path = rejects_path
         self._rejects: TextIO | None = None
@@ -182,7 +206,9 @@ class IngestWorker(threading.Thread):
                     self._rejects = stack.enter_context(
                         self.rejects_path.open("a", encoding="utf-8", errors="surrogateescape")
                     )
-                service = IngestionService(batch_size=self.batch_size, on_reject=self._on_reject)
+                service = IngestionService(
+                    batch_size=self.batch_size, on_reject=self._on_reject, cluster=self.cluster
+                )
                 self.counts = service.counts
                 self._ready.set()
                 self._loop(service)
@@ -224,6 +250,12 @@ class IngestWorker(threading.Thread):
                 first_pending_at = None
 
     def _add(self, service: IngestionService, envelope: dict[str, Any], sequence: int) -> None:
+        if envelope.get("params", {}).get("logger") == EVENTS_LOGGER:
+            # Events mode sends every Kubernetes event: no fault, and too many to log each.
+            service.counts.received += 1
+            service.counts.add(Outcome.IGNORED)
+            logger.debug("notification #%d: a kubernetes/events event, ignored", sequence)
+            return
         try:
             service.add(envelope, source=self.source, line=sequence)
         except DatabaseError:
@@ -279,8 +311,13 @@ class Subscriber:
         self.subscriptions = 0
         self.connected_since: datetime | None = None
         self.subscription_id: str | None = None
+        # Set when the server refused the subscription: run() raises it.
+        self.refused: SubscriptionRefused | None = None
         self.worker = IngestWorker(
-            source=config.url, batch_size=config.batch_size, rejects_path=config.rejects_path
+            source=config.url,
+            batch_size=config.batch_size,
+            rejects_path=config.rejects_path,
+            cluster=config.cluster,
         )
         self.worker.on_failure = self.stop
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -293,10 +330,13 @@ class Subscriber:
     def run(self, *, install_signal_handlers: bool = True) -> IngestCounts:
         """Block until stopped; return the ingestion counts. SIGTERM/SIGINT stop it cleanly.
 
-        Raises `IngestFailed` when the ingest worker died (its error is logged and chained), or
-        when received notifications could not be written before the end.
+        Raises `SubscriptionRefused` when the server refused the subscription (logged at ERROR),
+        `IngestFailed` when the ingest worker died (its error is logged and chained), or when
+        received notifications could not be written before the end.
         """
         counts = asyncio.run(self._main(install_signal_handlers=install_signal_handlers))
+        if self.refused is not None:
+            raise self.refused
         if self.worker.failure is not None:
             raise IngestFailed(
                 f"storing notifications failed: {describe_error(self.worker.failure)}"
@@ -418,6 +458,16 @@ class Subscriber:
                     await self._unsubscribe(subscription)
                     return
             except Exception as error:
+                refused = find_error(error, SubscriptionRefused)
+                if refused is not None:
+                    self.refused = refused  # type: ignore[assignment]
+                    logger.error(
+                        "%s refused the subscription, stopping (a configuration error: check "
+                        "--url, --mode and --context): %s",
+                        self.config.url,
+                        refused,
+                    )
+                    return
                 logger.warning(
                     "connection to %s failed: %s", self.config.url, describe_error(error)
                 )
