@@ -28,7 +28,7 @@ from django.core.management import CommandError, call_command
 from django.db import OperationalError, connection
 from mcp import types
 
-from incidents import subscriber as subscriber_module
+from incidents import ingest_worker as worker_module
 from incidents.context import upstream_view
 from incidents.events import parse_record
 from incidents.ingest import IngestionService
@@ -532,7 +532,7 @@ def test_notifications_the_database_never_takes_are_counted_as_unsaved(monkeypat
     def refuse(self):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(subscriber_module, "WRITE_RETRY_DELAY", 0)
+    monkeypatch.setattr(worker_module, "WRITE_RETRY_DELAY", 0)
     monkeypatch.setattr(IngestionService, "flush", refuse)
     worker = IngestWorker(source="test")
     worker.start()
@@ -676,7 +676,7 @@ def test_command_retries_until_the_server_is_up_then_sigterm_unsubscribes_and_ex
 
 
 def test_a_full_ingest_queue_drops_and_counts_instead_of_growing(caplog):
-    worker = subscriber_module.IngestWorker(
+    worker = worker_module.IngestWorker(
         source="mcp", max_backlog=3
     )  # not started: nothing drains it
     with caplog.at_level(logging.ERROR, logger="incidents.subscriber"):
