@@ -6,6 +6,7 @@ subprocess so it can be killed and restarted. The subscriber runs in a thread of
 command test, which runs `manage.py subscribe_mcp` itself and stops it with SIGTERM.
 """
 
+import asyncio
 import json
 import logging
 import os
@@ -26,7 +27,8 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import OperationalError, connection
-from mcp import types
+from mcp import ClientSession, types
+from mcp.client.streamable_http import streamable_http_client
 
 from incidents import ingest_worker as worker_module
 from incidents.context import upstream_view
@@ -750,3 +752,28 @@ def test_a_server_without_events_subscribe_makes_the_command_exit_non_zero_with_
     assert "refused the subscription" in errors[0]
     assert "Unknown tool: events_subscribe" in errors[0]  # the server's own words
     assert "subscription refused" in finished.stderr
+
+
+def test_the_standin_sends_nothing_to_a_session_that_never_set_a_level(standin):
+    # What makes the setLevel-first checks above mean something: like the Go server, the
+    # stand-in drops every notification for a session without a logging level.
+    port = free_port()
+    standin(port, "--tag", "z", "--interval", "0.1")
+    received: list[LogMessage] = []
+
+    async def session_without_set_level() -> None:
+        async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+            received.append(LogMessage(params.level, params.logger, params.data))
+
+        url = f"http://127.0.0.1:{port}/mcp"
+        async with (
+            streamable_http_client(url) as (read_stream, write_stream),
+            ClientSession(read_stream, write_stream, logging_callback=on_log) as session,
+        ):
+            await session.initialize()
+            result = await session.call_tool("events_subscribe", {"mode": "faults"})
+            assert not result.is_error
+            await asyncio.sleep(1.5)  # five detector faults and a dozen periodic ones
+
+    asyncio.run(session_without_set_level())
+    assert received == []
