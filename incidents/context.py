@@ -46,6 +46,24 @@ def printable(text: object) -> str:
 UPSTREAM_KEY = "_upstream"
 
 
+def stored_context(context: dict, upstream: dict[str, Any], *, record: str, limit: int) -> str:
+    """The context column's JSON text: upstream's keys (`context`) with what else it sent
+    (`upstream`) under UPSTREAM_KEY, and the record as sent when its JSON text fits `limit`
+    by itself (the rest of the context already holds most of it: a record at the limit must
+    not double what is stored per fault)."""
+    if UPSTREAM_KEY in context:
+        context[f"{UPSTREAM_KEY} (sent)"] = context.pop(UPSTREAM_KEY)
+    size = len(json.dumps(record))
+    if size <= limit:
+        upstream["record"] = record
+    else:
+        upstream["recordOmitted"] = f"{size} bytes as JSON, over {limit}"
+    context[UPSTREAM_KEY] = upstream
+    # ensure_ascii: a lone surrogate from "\ud800" in the input stays an escape, never invalid
+    # UTF-8 for the database; the JSON means the same either way.
+    return json.dumps(context, separators=(",", ":"))
+
+
 def upstream_view(fault_or_incident: Any) -> dict[str, Any]:
     """What upstream sent for a FaultEvent or an Incident (both carry the fault's columns and its
     stored context), for workspaces that hand agents upstream's own record (event.json,

@@ -46,7 +46,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from incidents.choices import Severity
-from incidents.context import UPSTREAM_KEY
+from incidents.context import stored_context
 from incidents.models import FaultEvent
 
 FAULT_LOGGERS = frozenset({"kubernetes/resource-faults", "kubernetes/faults"})
@@ -344,21 +344,9 @@ def _first(mapping: dict, keys: tuple[str, ...]) -> tuple[str, Any]:
 
 
 def _context_json(context: dict, upstream: dict[str, Any], sent: _Sent) -> str:
-    """The stored context: upstream's keys, plus what it sent under UPSTREAM_KEY, with the
-    record as sent when its JSON text fits TRIAGE_MAX_RECORD_BYTES by itself."""
-    if UPSTREAM_KEY in context:
-        context[f"{UPSTREAM_KEY} (sent)"] = context.pop(UPSTREAM_KEY)
     if sent.level is not None:
         upstream["level"] = sent.level
-    # ensure_ascii: a lone surrogate from "\ud800" in the input stays an escape, never invalid
-    # UTF-8 for the database; the JSON means the same either way.
-    record = json.dumps(sent.text)
-    if len(record) <= _max_bytes():
-        upstream["record"] = sent.text
-    else:
-        upstream["recordOmitted"] = f"{len(record)} bytes as JSON, over {_max_bytes()}"
-    context[UPSTREAM_KEY] = upstream
-    return json.dumps(context, separators=(",", ":"))
+    return stored_context(context, upstream, record=sent.text, limit=_max_bytes())
 
 
 def _cluster(value: Any, name: str, sent: _Sent) -> str:
