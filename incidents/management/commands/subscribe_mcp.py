@@ -75,7 +75,10 @@ class Command(BaseCommand):
     help = (
         "Subscribe to fault notifications from one kubernetes-mcp-server (MCP over streamable "
         "HTTP) and store them as ingest_events would, reconnecting and resubscribing whenever "
-        "the connection drops. Runs until SIGTERM/SIGINT: then flushes, unsubscribes, exits 0."
+        "the connection drops. Runs until SIGTERM/SIGINT: then flushes, unsubscribes, exits 0. "
+        "A refused subscription (no events_subscribe tool, an invalid mode, a tool error) is "
+        "a configuration error: logged at ERROR with the server's words, exit 1 at once. "
+        "--namespace and --label-selector were removed: the server ignores them in faults mode."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
