@@ -392,7 +392,8 @@ def test_a_server_restarted_between_heartbeats_is_noticed_by_its_unknown_session
 ):
     port = free_port()
     first = standin(port, "--tag", "a")
-    subscriber = subscriber_thread(config_for(port, heartbeat_interval=4.0))
+    # Long enough for the restart to finish before the next ping on a loaded machine.
+    subscriber = subscriber_thread(config_for(port, heartbeat_interval=8.0))
     wait_until(settled(subscriber, 5), timeout=20, what="the first server's notifications")
     first.kill()
     first.wait(timeout=10)
