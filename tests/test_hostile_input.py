@@ -297,6 +297,52 @@ def test_a_deeply_nested_array_item_stops_the_array_and_keeps_the_items_before(t
     assert_only_neighbours_stored("before")
 
 
+def test_year_9999_and_year_1_timestamps_are_rejected_and_their_neighbours_stored(tmp_path):
+    # F2: one such record crashed the command (OverflowError, no summary) and lost its
+    # neighbours on every rerun.
+    status, stdout, stderr = ingest(
+        tmp_path,
+        line("good-1"),
+        line("late", timestamp="9999-12-31T23:30:00-01:00"),
+        line("good-2"),
+        line("early", timestamp="0001-01-01T00:30:00+01:00"),
+        line("good-3"),
+    )
+    assert status == 1
+    assert stdout.splitlines()[-1] == (
+        "received 5: created 3, duplicate 0, coalesced 0, rejected 2, ignored 0"
+    )
+    accepted = "accepted from 2000-01-01T00:00:00Z up to 2100-01-01T00:00:00Z"
+    assert stderr.splitlines() == [
+        f"{tmp_path / 'hostile.jsonl'}:2: timestamp '9999-12-31T23:30:00-01:00' is out of range "
+        f"({accepted})",
+        f"{tmp_path / 'hostile.jsonl'}:4: timestamp '0001-01-01T00:30:00+01:00' is out of range "
+        f"({accepted})",
+    ]
+    assert_only_neighbours_stored("good-1", "good-2", "good-3")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_year_9999_timestamp_sent_live_is_rejected_and_the_subscriber_goes_on(tmp_path):
+    # F2, live: the same record through the subscriber's writer, between valid ones.
+    rejects = tmp_path / "rejects.jsonl"
+    worker = IngestWorker(source="live", rejects_path=rejects)
+    worker.start()
+    worker.wait_ready()
+    records = [payload("good-1"), payload("late", timestamp="9999-12-31T23:30:00-01:00"),
+               payload("good-2")]  # fmt: skip
+    for sequence, data in enumerate(records, start=1):
+        worker.submit(
+            LogMessage("warning", "kubernetes/faults", data).envelope(), sequence=sequence
+        )
+    worker.stop()
+    worker.join(timeout=30)
+    assert worker.failure is None
+    assert (worker.counts.created, worker.counts.rejected) == (2, 1)
+    assert_only_neighbours_stored("good-1", "good-2")
+    assert "9999-12-31T23:30:00-01:00" in rejects.read_text()
+
+
 def huge_line(size: int) -> bytes:
     return line("huge", context="")[:-1] + b', "padding": "' + b"x" * size + b'"}'
 

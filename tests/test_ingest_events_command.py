@@ -378,5 +378,5 @@ def test_cluster_names_an_in_cluster_servers_records_and_keeps_its_own_value(tmp
 def test_cluster_refuses_an_empty_or_too_long_name(tmp_path, name):
     path = write(tmp_path, "e.jsonl", line("a"))
     status, _stdout, stderr = run(path, "--cluster", name)
-    assert status == 2 and "--cluster" in stderr
+    assert status != 0 and "argument --cluster" in stderr
     assert not Incident.objects.exists()

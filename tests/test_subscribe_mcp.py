@@ -566,6 +566,7 @@ def test_a_dead_ingest_worker_stops_the_subscriber_with_its_reason(tmp_path):
         (["--url", "http://h/mcp", "--namespace", "payments"], "--namespace was removed"),
         (["--url", "http://h/mcp", "--label-selector", "a=b"], "--label-selector was removed"),
         (["--url", "http://h/mcp", "--cluster", " "], "--cluster: the name is empty"),
+        (["--url", "http://h/mcp", "--cluster", "x" * 256], "--cluster: at most 255"),
         (["--url", "http://h/mcp", "--heartbeat", "0"], "not a positive number"),
     ],
 )

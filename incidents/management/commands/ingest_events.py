@@ -10,6 +10,7 @@ line over the limit is streamed, never held, and `--rejects` gets it copied in c
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -203,10 +204,11 @@ class Command(BaseCommand):
 
 def cluster_name(value: str) -> str:
     """--cluster: a non-empty name that fits the column (255 characters, no NUL)."""
+    # ArgumentTypeError: argparse names the option, prints the usage and exits 2.
     if not value.strip():
-        raise CommandError("--cluster: the name is empty", returncode=2)
+        raise argparse.ArgumentTypeError("the name is empty")
     if len(value) > 255 or "\x00" in value:
-        raise CommandError("--cluster: at most 255 characters, no NUL", returncode=2)
+        raise argparse.ArgumentTypeError("at most 255 characters, no NUL")
     return value
 
 
