@@ -223,7 +223,7 @@ def test_hostile_record_is_rejected_by_line_and_its_neighbours_are_stored(tmp_pa
     status, stdout, stderr = ingest(tmp_path, line("good-1"), raw, line("good-2"))
     assert status == 1
     assert stdout.splitlines()[-1] == (
-        "received 3: created 2, duplicate 0, coalesced 0, rejected 1, ignored 0"
+        "received 3: created 2, duplicate 0, coalesced 0, silenced 0, rejected 1, ignored 0"
     )
     (rejection,) = stderr.splitlines()
     assert rejection.startswith(f"{tmp_path / 'hostile.jsonl'}:2: ")
@@ -269,7 +269,7 @@ def test_hostile_records_together_reject_each_and_keep_every_valid_one(tmp_path)
     n = len(HOSTILE_RECORDS)
     assert status == 1
     assert stdout.splitlines()[-1] == (
-        f"received {2 * n}: created {n}, duplicate 0, coalesced 0, rejected {n}, ignored 0"
+        f"received {2 * n}: created {n}, duplicate 0, coalesced 0, silenced 0, rejected {n}, ignored 0"
     )
     assert [int(entry.split(":")[1]) for entry in stderr.splitlines()] == list(
         range(2, 2 * n + 1, 2)
@@ -305,7 +305,7 @@ def test_a_50_mb_line_is_rejected_as_oversized_and_its_neighbours_kept(tmp_path)
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert status == 1
     assert stdout.splitlines()[-1].endswith(
-        "created 2, duplicate 0, coalesced 0, rejected 1, ignored 0"
+        "created 2, duplicate 0, coalesced 0, silenced 0, rejected 1, ignored 0"
     )
     assert re.fullmatch(
         rf".*hostile\.jsonl:2: record is {len(huge)} bytes, over the limit of 1048576 bytes\n",

@@ -10,7 +10,7 @@ import pytest
 from django.db import IntegrityError, OperationalError, connection, connections
 from django.test.utils import CaptureQueriesContext
 
-from incidents import ingest, streams
+from incidents import ingest, store_batch, streams
 from incidents.choices import Status
 from incidents.ingest import IngestCounts, IngestionService, Outcome, Rejection
 from incidents.models import DENORMALIZED_FIELDS, FaultEvent, Incident
@@ -189,10 +189,14 @@ def test_mcp_envelopes_from_the_subscriber_are_ingested():
 
 
 def test_summary_line_is_exactly_the_contracts():
-    c = IngestCounts(received=9, created=3, duplicate=2, coalesced=1, rejected=2, ignored=1)
-    assert c.summary() == "received 9: created 3, duplicate 2, coalesced 1, rejected 2, ignored 1"
+    c = IngestCounts(
+        received=10, created=3, duplicate=2, coalesced=1, silenced=1, rejected=2, ignored=1
+    )
+    assert c.summary() == (
+        "received 10: created 3, duplicate 2, coalesced 1, silenced 1, rejected 2, ignored 1"
+    )
     assert [o.value for o in Outcome] == [
-        "created", "duplicate", "coalesced", "rejected", "ignored",
+        "created", "duplicate", "coalesced", "silenced", "rejected", "ignored",
     ]  # fmt: skip
 
 
@@ -229,14 +233,14 @@ def test_a_batch_costs_the_same_queries_for_2_records_as_for_200():
 def test_a_batch_refused_by_the_database_is_retried_record_by_record(monkeypatch):
     """One row the database refuses is rejected; the rest of its batch is kept."""
     writer_name = "_copy_insert" if connection.vendor == "postgresql" else "_executemany_insert"
-    real_writer = getattr(ingest, writer_name)
+    real_writer = getattr(store_batch, writer_name)
 
     def refuse_poison(conn, to_create):
         if any(p.event.fault_id == "poison" for p in to_create):
             raise IntegrityError('new row violates check constraint "simulated"')
         return real_writer(conn, to_create)
 
-    monkeypatch.setattr(ingest, writer_name, refuse_poison)
+    monkeypatch.setattr(store_batch, writer_name, refuse_poison)
     rejections: list[Rejection] = []
     records = [record(f"ok{n}") for n in range(4)]
     records.insert(2, record("poison"))
@@ -254,7 +258,7 @@ def test_an_error_that_is_no_rows_fault_propagates_and_keeps_the_batch(monkeypat
     def broken(conn, to_create):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(ingest, writer_name, broken)
+    monkeypatch.setattr(store_batch, writer_name, broken)
     rejections: list[Rejection] = []
     service = IngestionService(on_reject=rejections.append)
     for n in range(3):
