@@ -277,7 +277,8 @@ def test_mark_failed_action(admin_client, admin_user):
     resolved = make_incident(status=Status.RESOLVED)
     response = run_action(admin_client, "mark_failed", [pending, investigating, resolved])
     assert messages_of(response) == [
-        "Failed 2 incidents; refused 1 (1 × Report ready → Triage failed is not allowed by the lifecycle)."
+        "Failed 2 incidents; refused 1 "
+        "(1 × Report ready → Triage failed is not allowed by the lifecycle)."
     ]
     for incident in (pending, investigating):
         incident.refresh_from_db()

@@ -269,7 +269,8 @@ def test_hostile_records_together_reject_each_and_keep_every_valid_one(tmp_path)
     n = len(HOSTILE_RECORDS)
     assert status == 1
     assert stdout.splitlines()[-1] == (
-        f"received {2 * n}: created {n}, duplicate 0, coalesced 0, silenced 0, rejected {n}, ignored 0"
+        f"received {2 * n}: created {n}, duplicate 0, coalesced 0, silenced 0, rejected {n}, "
+        "ignored 0"
     )
     assert [int(entry.split(":")[1]) for entry in stderr.splitlines()] == list(
         range(2, 2 * n + 1, 2)

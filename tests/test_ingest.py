@@ -10,7 +10,7 @@ import pytest
 from django.db import IntegrityError, OperationalError, connection, connections
 from django.test.utils import CaptureQueriesContext
 
-from incidents import ingest, store_batch, streams
+from incidents import store_batch, streams
 from incidents.choices import Status
 from incidents.ingest import IngestCounts, IngestionService, Outcome, Rejection
 from incidents.models import DENORMALIZED_FIELDS, FaultEvent, Incident
