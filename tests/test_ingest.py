@@ -419,3 +419,35 @@ def test_two_concurrent_ingesters_make_one_incident_per_event():
         c = service.counts
         assert c.received == 400 and c.rejected == 0
         assert c.created + c.duplicate + c.coalesced == 400
+
+
+# -- repeats and silences ---------------------------------------------------------------------
+def test_repeats_are_counted_on_the_open_incident_and_silenced_faults_open_nothing(
+    django_user_model,
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from incidents.models import Silence
+
+    user = django_user_model.objects.create_user("sre")
+    Silence.objects.create(
+        created_by=user, ends_at=timezone.now() + timedelta(hours=1), comment="known",
+        namespace="batch-*",
+    )  # fmt: skip
+    batch_job = {"apiVersion": "batch/v1", "kind": "Job", "name": "nightly", "namespace": "batch-2"}
+    records = [
+        record("a", "2025-12-20T15:30:00Z"),
+        record("a", "2025-12-20T15:31:00Z"),
+        record("a", "2025-12-20T15:32:00Z"),
+        record("q", "2025-12-20T15:30:00Z", resource=batch_job),
+    ]
+    service = ingest_all(records, batch_size=2)
+    c = service.counts
+    assert (c.created, c.coalesced, c.silenced) == (1, 2, 1)
+    assert c.summary().endswith("coalesced 2, silenced 1, rejected 0, ignored 0")
+    incident = Incident.objects.get()
+    assert incident.occurrences == 3
+    assert incident.last_seen_at.isoformat() == "2025-12-20T15:32:00+00:00"
+    assert Silence.objects.get().matched == 1
