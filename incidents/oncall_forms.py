@@ -37,7 +37,10 @@ class BulkActionForm(forms.Form):
 
     action = forms.ChoiceField(choices=ACTIONS)
     incident = forms.TypedMultipleChoiceField(coerce=str, required=True)
-    resolution = forms.ChoiceField(choices=Resolution.choices, initial=Resolution.FIXED)
+    # Only "close" reads it; the list's select always sends one.
+    resolution = forms.ChoiceField(
+        choices=Resolution.choices, initial=Resolution.FIXED, required=False
+    )
     next = NextField()
 
     def __init__(self, *args, **kwargs) -> None:
@@ -45,6 +48,9 @@ class BulkActionForm(forms.Form):
         # Any UUID is a valid choice: the store answers for unknown ones.
         self.fields["incident"].valid_value = _is_uuid  # type: ignore[method-assign]
         self.fields["incident"].error_messages["required"] = "Select at least one incident."
+
+    def clean_resolution(self) -> str:
+        return self.cleaned_data["resolution"] or Resolution.FIXED
 
     def clean_incident(self) -> list[str]:
         selected = self.cleaned_data["incident"]

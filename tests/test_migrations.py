@@ -34,8 +34,15 @@ DESIGN_COLUMNS = {
 }  # fmt: skip
 NULLABLE = {
     "incidents": {
-        "started_at", "completed_at", "exit_code", "failure_reason",
-        "acknowledged_at", "acknowledged_by_id", "assignee_id", "closed_at", "closed_by_id",
+        "started_at",
+        "completed_at",
+        "exit_code",
+        "failure_reason",
+        "acknowledged_at",
+        "acknowledged_by_id",
+        "assignee_id",
+        "closed_at",
+        "closed_by_id",
     },
     "agent_executions": {"completed_at", "exit_code"},
     "triage_reports": {"report_html"},
