@@ -9,12 +9,14 @@ from django.contrib.auth.models import Permission
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
+from incidents.roles import responder_group
+
 
 class Command(BaseCommand):
     help = (
         "Create (or update) the staff user 'demo' with a newly generated password, printed once. "
         "Re-running gives the user a new password; the old one stops working. The user may view "
-        "and change incidents in the admin, nothing else."
+        "and change incidents in the admin, and act on them as a responder."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -38,6 +40,7 @@ class Command(BaseCommand):
                     codename__regex=r"^(view|change)_",
                 )
             )
+            user.groups.add(responder_group())  # acknowledge, assign, close, silence
         action = "Created" if created else "Updated"
         self.stdout.write(f"{action} staff user {username!r}. Sign in with:")
         self.stdout.write(f"  username: {username}")
