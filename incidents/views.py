@@ -118,6 +118,9 @@ class IncidentListView(PermissionRequiredMixin, TemplateView):
             max_chart_days=selectors.MAX_CHART_DAYS,
             summary_cache_seconds=selectors.SUMMARY_CACHE_SECONDS,
             default_view=filterset.is_default,
+            # An empty default view says how incidents arrive when there are none at all.
+            no_incidents=bool(listing and not listing["page"].rows and filterset.is_default)
+            and not Incident.objects.exists(),
             # Links built from the query keep the default view's filter (the state in the URL).
             list_query=filterset.data,
             whole_history=oncall_views.whole_history_query(),
