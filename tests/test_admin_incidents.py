@@ -350,3 +350,34 @@ def test_hostile_failure_reason_is_stored_as_text_and_shown_escaped(admin_client
     assert "<script>alert(2)</script>" not in page and "&lt;script&gt;alert(2)" in page
     (message,) = history(incident)
     assert len(message) < 500  # the history names the change; the row keeps the whole text
+
+
+def test_on_call_actions_call_the_store_and_group_refusals(admin_client, admin_user):
+    from incidents.models import IncidentActivity
+
+    first, second = make_incident(), make_incident()
+    response = run_action(admin_client, "close_false_positive", [first])
+    assert messages_of(response) == ["Closed 1 incident."]
+    response = run_action(admin_client, "acknowledge", [first, second])
+    assert messages_of(response) == [
+        "Acknowledged 1 incident; refused 1 (1 × closed (reopen it first))."
+    ]
+    first.refresh_from_db()
+    assert (first.oncall_state, first.resolution, first.closed_by) == (
+        "closed", "false_positive", admin_user,
+    )  # fmt: skip
+    assert history(first)[0].endswith("(action: close as false_positive)")
+    run_action(admin_client, "reopen", [first])
+    kinds = IncidentActivity.objects.filter(incident=first).order_by("id")
+    assert [row.kind for row in kinds] == ["closed", "reopened"]
+
+
+def test_on_call_actions_need_the_responder_permission(client, django_user_model, grant):
+    staff = django_user_model.objects.create_user("staff2", password="x", is_staff=True)
+    staff = grant(staff, "view_incident", "change_incident")
+    client.force_login(staff)
+    incident = make_incident()
+    response = run_action(client, "acknowledge", [incident])
+    assert response.status_code == 200
+    incident.refresh_from_db()
+    assert incident.oncall_state == "open"

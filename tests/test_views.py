@@ -83,7 +83,10 @@ def test_each_row_shows_badges_resource_fault_times_and_exit_code(admin_client):
     )
     html = admin_client.get(LIST).content.decode()
     assert f'badge--{SEVERITY_COLOURS["high"]} badge--severity" data-severity="high">High<' in html
-    assert f'badge--{STATUS_COLOURS["failed"]} badge--status" data-status="failed">Triage failed<' in html
+    assert (
+        f'badge--{STATUS_COLOURS["failed"]} badge--status" data-status="failed">Triage failed<'
+        in html
+    )
     assert "checkout/Deployment/" in html and "cart-service" in html
     assert "prod-eu-west-1" in html and "OOMKilled" in html
     assert f'datetime="{incident.created_at.isoformat()}"' in html
