@@ -208,7 +208,7 @@ class IncidentFilterSet(django_filters.FilterSet):
         lookup_expr="in",
         choices=Status.choices,
         widget=forms.CheckboxSelectMultiple,
-        label="Status",
+        label="Triage status",
     )
     oncall = ClosedValuesInFilter(
         field_name="oncall_state",
