@@ -260,3 +260,22 @@ def test_a_close_racing_the_worker_loses_neither(django_user_model):
     incident.refresh_from_db()
     assert (incident.status, incident.oncall_state) == (Status.RESOLVED, OnCallState.CLOSED)
     assert IncidentActivity.objects.filter(incident=incident).count() == 2
+
+
+def test_admin_corrections_are_timeline_rows(store, alice):
+    from tests.builders import make_fault_event
+
+    event = make_fault_event(save=True)
+    first = make_incident(event=event, status=Status.FAILED, exit_code=1)
+    second = make_incident(event=event, status=Status.PENDING)
+    store.correct_fault_event(event.fault_id, by=alice, severity="low")
+    store.correct_incident_outcome(first.pk, exit_code=0, failure_reason="", by=alice)
+    rows = list(IncidentActivity.objects.order_by("id"))
+    corrected = {(r.incident_id, r.kind, r.actor) for r in rows[:2]}
+    assert corrected == {
+        (first.pk, ActivityKind.FAULT_CORRECTED, alice),
+        (second.pk, ActivityKind.FAULT_CORRECTED, alice),
+    }
+    assert (rows[2].incident_id, rows[2].kind) == (first.pk, ActivityKind.OUTCOME_CORRECTED)
+    assert rows[0].text == "severity = low"
+    assert rows[2].to_value == "exit code 0, reason —"
