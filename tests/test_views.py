@@ -27,8 +27,9 @@ LIST_QUERIES_COLD = 6
 LIST_QUERIES_WARM = 4
 # Sorted by severity the page reads each of the four severities (while the page is not full).
 SEVERITY_SORT_EXTRA = 3
-# Session and user, the incident with its fault, executions, reports, other occurrences.
-DETAIL_QUERIES = 6
+# Session and user, the incident with its fault and people, executions, reports, the timeline,
+# other occurrences; for a responder (this superuser) the people it can be assigned to.
+DETAIL_QUERIES = 8
 # Session and user, the report with its incident.
 REPORT_QUERIES = 3
 
@@ -82,7 +83,10 @@ def test_each_row_shows_badges_resource_fault_times_and_exit_code(admin_client):
     )
     html = admin_client.get(LIST).content.decode()
     assert f'badge--{SEVERITY_COLOURS["high"]} badge--severity" data-severity="high">High<' in html
-    assert f'badge--{STATUS_COLOURS["failed"]} badge--status" data-status="failed">Failed<' in html
+    assert (
+        f'badge--{STATUS_COLOURS["failed"]} badge--status" data-status="failed">Triage failed<'
+        in html
+    )
     assert "checkout/Deployment/" in html and "cart-service" in html
     assert "prod-eu-west-1" in html and "OOMKilled" in html
     assert f'datetime="{incident.created_at.isoformat()}"' in html
@@ -389,7 +393,7 @@ def test_the_incident_page_shows_every_field_and_the_lifecycle(admin_client):
         "image tag does not exist",
         "after waiting 2m 30s",
         "ran 8m 00s",
-        "Completed (Failed)",
+        "Completed (Triage failed)",
     ]:
         assert value in html, value
     assert f"<title>CrashLoop on {incident.resource_name} · Incident · Incident triage" in html
