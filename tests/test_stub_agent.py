@@ -71,7 +71,7 @@ def test_report_has_the_seven_sections_a_table_and_code(fault_type):
     assert "`restartCount`" in report  # further context is named
     html = render_markdown(report)
     assert html.count("<table>") == 2  # the triage card and the hypotheses
-    assert '<code class="language-bash">' in html and '<code class="language-json">' in html
+    assert '<code class="md-language-bash">' in html and '<code class="md-language-json">' in html
 
 
 def test_each_fault_type_gets_its_own_playbook():
