@@ -258,3 +258,54 @@ def test_unreadable_incident_file_is_exit_two_with_a_reason(tmp_path):
     )  # fmt: skip
     assert result.returncode == 2
     assert "stub agent: cannot start:" in result.stderr and "missing.json" in result.stderr
+
+
+# -- the demo's sample events: each workload's logs look like its own ----------------------------
+def sample_logs():
+    """(workload, log sample) of every record in the demo's sample files."""
+    for name in ("events.jsonl", "arriving.jsonl"):
+        for line in (Path(settings.BASE_DIR) / "samples" / name).read_text().splitlines():
+            record = json.loads(line)
+            data = record.get("params", {}).get("data", record)
+            data = json.loads(data) if isinstance(data, str) else data
+            context = data.get("context")
+            nested = context.get("logs") if isinstance(context, dict) else None
+            for entry in data.get("logs") or nested or []:
+                yield entry["container"], entry["sample"], data
+
+
+JVM_WORKLOADS = {"spark-driver", "kafka-connect", "indexer"}
+PYTHON_WORKLOADS = {"airflow-scheduler", "fraud-scorer", "feature-store", "ledger-worker",
+                    "outbox-relay"}  # fmt: skip
+
+
+def test_sample_logs_match_each_workloads_runtime():
+    seen = 0
+    for container, sample, _data in sample_logs():
+        seen += 1
+        if container not in JVM_WORKLOADS:
+            assert "java." not in sample and "Exception in thread" not in sample, container
+        if container not in PYTHON_WORKLOADS:
+            assert "Traceback" not in sample, container
+    assert seen > 50
+
+
+def test_system_pods_in_the_samples_carry_no_service_mesh_sidecar_logs():
+    for _container, _sample, data in sample_logs():
+        namespace = data.get("resource") or data.get("event", {}).get("involvedObject") or {}
+        if namespace.get("namespace") in ("kube-system", "ingress-nginx", "monitoring"):
+            assert _container != "istio-proxy"
+
+
+def test_a_kube_proxy_oom_report_quotes_go_logs_not_a_java_stack_trace():
+    generate = pytest.importorskip("samples.generate")
+    sample = generate._runtime_sample(generate.JAVA_OOM, "kube-proxy").format(service="kube-proxy")
+    report = stub_agent.build_report(
+        incident_document(
+            faultType="OOMKilled",
+            resource={"kind": "Pod", "name": "kube-proxy-x7k2p", "namespace": "kube-system"},
+            context={"logs": [{"container": "kube-proxy", "previous": True, "sample": sample}]},
+        )
+    )
+    assert "kube-proxy.go" in report
+    assert "java" not in report.lower() and "Exception in thread" not in report
