@@ -277,9 +277,16 @@ F3_CONTEXT = "=\n" * 45_000  # 135 KB of setext underlines: held the worker 42 s
 
 
 def f3_report() -> str:
+    """The F3 report as the stub wrote it then: the event's message quoted in a blockquote."""
+    return "# Investigation: CrashLoop of a/Pod/b\n\n## 2. Problem statement\n\n> " + F3_CONTEXT
+
+
+def test_todays_stub_keeps_the_f3_context_out_of_the_markdown_structure():
     from incidents import stub_agent
 
-    return stub_agent.build_report({"faultType": "CrashLoop", "context": F3_CONTEXT})
+    report = stub_agent.build_report({"faultType": "CrashLoop", "context": F3_CONTEXT})
+    assert rendering.render_cost(report) < rendering.RENDER_COST_BUDGET // 20
+    assert PLAIN_TEXT_NOTE not in render(report).html
 
 
 def test_the_f3_report_and_the_known_slow_shapes_are_turned_away_by_the_cost_model():
