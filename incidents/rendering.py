@@ -74,7 +74,7 @@ _CHECKBOXES = tuple(
     for plugin, suffix, ours in (("", "", ""), ('checked="checked" ', "-checked", "checked "))
 )
 ALLOWED_URL_SCHEMES = {"http", "https", "mailto"}
-# The classes the renderer sets: fenced code's language, the task-list plugin's three.
+# The classes the renderer sets: fenced code's language, the task lists' (and checkbox markers).
 _RENDERER_CLASS = re.compile(
     r"(?:md-)?(language-[\w+#.-]{1,40}|contains-task-list|task-list-item|task-box(?:-checked)?)"
 )
@@ -295,12 +295,21 @@ def _reap(pid: int) -> None:
 
 
 def convert_bounded(text: str, timeout: float) -> tuple[str, str] | None:
-    """convert(), killed after `timeout` seconds: None then, or when it could not finish."""
+    """convert(), killed after `timeout` seconds: None then, or when it could not finish or
+    start (no process or file descriptor to spare)."""
     if not hasattr(os, "fork"):  # no fork (Windows): the cost model is the only bound
         return convert(text)
     _parser()  # built once in the parent, so every child starts with it
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
+    try:
+        read_fd, write_fd = os.pipe()
+    except OSError:  # out of file descriptors: no unbounded render instead
+        return None
+    try:
+        pid = os.fork()
+    except OSError:  # out of processes or memory: likewise
+        os.close(read_fd)
+        os.close(write_fd)
+        return None
     if pid == 0:
         _child(text, read_fd, write_fd)
     os.close(write_fd)

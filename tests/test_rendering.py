@@ -362,3 +362,12 @@ def test_every_page_and_the_worker_show_the_f3_report_as_text(admin_client):
         response = admin_client.get(url)
         assert response.status_code == 200
         assert PLAIN_TEXT_NOTE in response.content.decode(), url
+
+
+def test_no_process_to_spare_means_text_not_an_unbounded_render(monkeypatch):
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(rendering.os, "fork", no_fork)
+    rendered = render("# Report\n\n- a\n- b\n")
+    assert str(rendered.html).startswith(f"<p><em>{PLAIN_TEXT_NOTE}</em></p>")
