@@ -266,10 +266,19 @@ def test_links_that_leave_the_site_are_marked_and_in_report_anchors_still_land()
         assert target in ids  # every in-report link and TOC entry has its heading
 
 
-def test_the_stylesheet_marks_external_links_visibly():
-    css = (Path(settings.BASE_DIR) / "static" / "incidents" / "app.css").read_text()
+@pytest.mark.parametrize("stylesheet", ["app.css", "report-admin.css"])
+def test_the_stylesheets_mark_external_links_visibly(stylesheet):
+    css = (Path(settings.BASE_DIR) / "static" / "incidents" / stylesheet).read_text()
     rule = re.search(r"a\.md-external::after\s*\{([^}]*)\}", css)
-    assert rule and "content:" in rule.group(1) and "external" in rule.group(1)
+    assert rule and re.search(r'content: "[^"]*external"', rule.group(1))
+
+
+def test_the_admin_preview_loads_the_report_marks(admin_client):
+    report = make_report(make_incident(), report_markdown=SPOOF)
+    html = admin_client.get(reverse("admin:incidents_triagereport_change", args=[report.pk]))
+    page = html.content.decode()
+    assert "incidents/report-admin.css" in page
+    assert 'class="md-external">sign in again</a>' in page
 
 
 # -- F3: a hard time bound wherever rendering runs -----------------------------------------------
