@@ -19,6 +19,7 @@ from incidents.choices import (
     Resolution,
     Severity,
     Status,
+    Verdict,
 )
 
 # Fields copied from a FaultEvent onto each of its incidents (the design's denormalization).
@@ -371,6 +372,12 @@ class TriageReport(models.Model):
     generated_at = models.DateTimeField(default=timezone.now)
     report_markdown = models.TextField()
     report_html = models.TextField(null=True, blank=True)  # noqa: DJ001 - NULL: not rendered yet
+    # The report's conclusion, read once when it is recorded (incidents.quality.compare): what
+    # "same conclusion as last time" compares. NULL: the report states none we can read.
+    headline_cause = models.TextField(null=True, blank=True)  # noqa: DJ001
+    headline_confidence = models.CharField(  # noqa: DJ001
+        max_length=64, null=True, blank=True
+    )
 
     class Meta:
         db_table = "triage_reports"
@@ -505,3 +512,71 @@ class IncidentActivity(models.Model):
         if self.actor is None:
             return "(deleted user)"
         return self.actor.get_full_name() or self.actor.get_username()
+
+
+class ReportVerdict(models.Model):
+    """One person's verdict on one triage report: was the agent's conclusion right?
+
+    One row per (report, person), changed in place; each change is also a timeline row of the
+    report's incident (`ActivityKind.VERDICT`), which is the history. `actual_cause` is required
+    when the report was partly right or wrong. `cluster`, `fault_type` and `generated_at` are
+    the report's incident's, copied when the verdict is recorded so the scoreboard groups and
+    windows verdicts without joining the incidents table.
+    """
+
+    report = models.ForeignKey(
+        TriageReport,
+        on_delete=models.CASCADE,
+        related_name="verdicts",
+        db_index=False,  # served by report_verdicts_one_per_person
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="report_verdicts",
+        db_index=False,
+    )
+    verdict = models.CharField(max_length=16, choices=Verdict)
+    actual_cause = models.TextField(blank=True, default="")
+    note = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    cluster = models.CharField(max_length=255)
+    fault_type = models.CharField(max_length=255)
+    generated_at = models.DateTimeField(help_text="The report's generated_at.")
+
+    class Meta:
+        db_table = "report_verdicts"
+        ordering = ["-updated_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(verdict__in=Verdict.values), name="report_verdicts_verdict_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(verdict__in=[Verdict.PARTLY_CORRECT, Verdict.WRONG])
+                | ~Q(actual_cause=""),
+                name="report_verdicts_cause_when_missed",
+            ),
+            # One verdict per person per report; a deleted account's verdicts stay (user NULL).
+            models.UniqueConstraint(
+                fields=["report", "user"], name="report_verdicts_one_per_person"
+            ),
+        ]
+        indexes = [
+            # The scoreboard: verdicts of reports generated in a window, grouped.
+            models.Index(
+                fields=["generated_at"],
+                name="report_verdicts_generated_idx",
+                include=["verdict", "fault_type", "cluster", "report"],
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_verdict_display()} on report {self.report_id}"
+
+    @property
+    def user_label(self) -> str:
+        if self.user is None:
+            return "(deleted user)"
+        return self.user.get_full_name() or self.user.get_username()

@@ -32,6 +32,7 @@ from incidents.errors import (
     InvalidRecord,
     InvalidTransition,
     Refusal,
+    ReportNotFound,
     SilenceNotActive,
     SilenceNotFound,
     StoreError,
@@ -45,6 +46,7 @@ from incidents.models import (
     TriageReport,
 )
 from incidents.oncall import OnCallMixin
+from incidents.quality.verdicts import VerdictMixin
 from incidents.rendering import render_markdown
 from incidents.store_batch import NewIncident, Outcome, write_batch
 from incidents.store_history import load_history
@@ -60,6 +62,7 @@ __all__ = [
     "InvalidTransition",
     "Outcome",
     "Refusal",
+    "ReportNotFound",
     "SilenceNotActive",
     "SilenceNotFound",
     "StateStore",
@@ -154,7 +157,7 @@ def _parse_id(incident_id: uuid.UUID | str) -> uuid.UUID | None:
         return None
 
 
-class DjangoStateStore(OnCallMixin):
+class DjangoStateStore(OnCallMixin, VerdictMixin):
     """StateStore on the Django ORM (SQLite or PostgreSQL, per `using`)."""
 
     def __init__(self, using: str | None = None) -> None:

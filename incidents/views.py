@@ -30,6 +30,7 @@ from incidents.choices import Resolution
 from incidents.filters import IncidentFilterSet
 from incidents.forms import ListControlsForm
 from incidents.models import Incident, TriageReport
+from incidents.quality.views import report_quality_context
 from incidents.rendering import render_cached
 from incidents.roles import RESPOND, VIEW_INCIDENTS, VIEW_REPORTS
 
@@ -327,6 +328,7 @@ class ReportDetailView(PermissionRequiredMixin, DetailView):
     def get_context_data(self, **kwargs) -> dict:
         context = super().get_context_data(**kwargs)
         context["rendered"] = render_cached(self.object.report_markdown)
+        context.update(report_quality_context(self.request, self.object))
         return context
 
 
