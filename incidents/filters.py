@@ -22,12 +22,12 @@ from datetime import UTC, datetime, time, timedelta
 import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from incidents.choices import NEEDS_A_HUMAN, OnCallState, Severity, Status
-from incidents.models import Incident
+from incidents.choices import NEEDS_A_HUMAN, OnCallState, Severity, Status, Verdict
+from incidents.models import Incident, ReportVerdict
 from incidents.selectors import FilterChoices, filter_choices
 
 MAX_VALUES = 50  # per repeated parameter: more is a mistake or an attack, not a filter
@@ -265,6 +265,19 @@ class IncidentFilterSet(django_filters.FilterSet):
         label="Created until",
         widget=forms.TextInput(attrs={"placeholder": "YYYY-MM-DD", "inputmode": "numeric"}),
     )
+    # Verdicts on the incident's reports: any of the chosen verdicts, "any" (judged) or "none".
+    verdict = ClosedValuesInFilter(
+        method="filter_verdict",
+        lookup_expr="in",
+        choices=[
+            ("", "Any verdict"),
+            *Verdict.choices,
+            ("any", "Has a verdict"),
+            ("none", "No verdict"),
+        ],
+        widget=RepeatableSelect,
+        label="Verdict",
+    )
     # The lookup is named for the record; `filter_q` ORs it with exact fault and incident ids.
     q = SearchFilter(
         method="filter_q",
@@ -318,6 +331,24 @@ class IncidentFilterSet(django_filters.FilterSet):
             except ValueError:
                 pass
         return queryset.filter(condition) if value else queryset
+
+    def filter_verdict(
+        self, queryset: QuerySet[Incident], name: str, value: list[str]
+    ) -> QuerySet[Incident]:
+        """EXISTS over the incident's reports' verdicts (report_verdicts_one_per_person leads
+        with the report; triage_reports_incident_idx finds the reports). Several values OR."""
+        if not value:
+            return queryset
+        judged = ReportVerdict.objects.filter(report__incident_id=OuterRef("pk"))
+        condition = Q()
+        verdicts = [choice for choice in value if choice in Verdict.values]
+        if verdicts:
+            condition |= Exists(judged.filter(verdict__in=verdicts))
+        if "any" in value:
+            condition |= Exists(judged)
+        if "none" in value:
+            condition |= ~Exists(judged)
+        return queryset.filter(condition)
 
     @classmethod
     def with_default(cls, data, **kwargs) -> IncidentFilterSet:
