@@ -119,6 +119,15 @@ def _change(title: str, old: str, new: str) -> SectionChange:
     return SectionChange("changed", title, diff_lines(old, new))
 
 
+def _whole(status: str, section: Section) -> SectionChange:
+    """An added (all inserted) or removed (all deleted) section, its text when not too large."""
+    kind = "insert" if status == "added" else "delete"
+    lines = section.text.splitlines()
+    if len(lines) > MAX_DIFF_LINES or len(section.text) > MAX_DIFF_CHARS:
+        return SectionChange(status, section.title, too_large=True)
+    return SectionChange(status, section.title, [DiffLine(kind, line) for line in lines])
+
+
 def compare_sections(previous: str, current: str) -> list[SectionChange]:
     """Each section of either report with what became of it, in the current report's order."""
     old = {section.key: section for section in split_sections(previous)}
@@ -133,13 +142,13 @@ def compare_sections(previous: str, current: str) -> list[SectionChange]:
             for key in old_order[: old_order.index(section.key)]:
                 if key not in new_keys and key not in placed:
                     placed.add(key)
-                    changes.append(SectionChange("removed", old[key].title))
+                    changes.append(_whole("removed", old[key]))
             placed.add(section.key)
             changes.append(_change(section.title, old[section.key].text, section.text))
         else:
-            changes.append(SectionChange("added", section.title))
+            changes.append(_whole("added", section))
     changes += [
-        SectionChange("removed", old[key].title)
+        _whole("removed", old[key])
         for key in old_order
         if key not in new_keys and key not in placed
     ]
