@@ -33,6 +33,8 @@ class ScoreboardForm(forms.Form):
         coerce=int,
         required=False,
         empty_value=DEFAULT_WINDOW,
+        initial=DEFAULT_WINDOW,
+        widget=forms.RadioSelect,
         label="Window",
     )
     cluster = OpenMultipleChoiceField(required=False, label="Cluster")

@@ -12,8 +12,8 @@ from incidents.templatetags.incident_tags import AxisLabel, Segment
 register = template.Library()
 
 CHART_WIDTH = 720
-CHART_HEIGHT = 180
-_LEFT, _RIGHT, _TOP, _BOTTOM = 40, 8, 10, 26
+CHART_HEIGHT = 196
+_LEFT, _RIGHT, _TOP, _BOTTOM = 40, 8, 10, 42
 
 
 @register.inclusion_tag("incidents/partials/_verdict_chart.html")
@@ -44,9 +44,8 @@ def verdict_trend(board: Scoreboard) -> dict:
                 )
             )  # fmt: skip
         centre = round(_LEFT + index * slot + slot / 2, 2)
-        labels.append(AxisLabel(x=centre, y=CHART_HEIGHT - 8, text=f"{week:%b %-d}"))
-        if score.total:
-            totals.append(AxisLabel(x=centre, y=_TOP + 12, text=f"n={score.total}"))
+        labels.append(AxisLabel(x=centre, y=CHART_HEIGHT - 24, text=f"{week:%b %-d}"))
+        totals.append(AxisLabel(x=centre, y=CHART_HEIGHT - 8, text=f"n={score.total}"))
     grid = [
         AxisLabel(x=_LEFT - 6, y=round(_TOP + plot_height * (1 - fraction), 2), text=text)
         for fraction, text in ((0, "0%"), (0.5, "50%"), (1, "100%"))
