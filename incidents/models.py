@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from incidents.choices import (
+    VERDICT_COLOURS,
     ActivityKind,
     ActorKind,
     OnCallState,
@@ -576,7 +577,46 @@ class ReportVerdict(models.Model):
         return f"{self.get_verdict_display()} on report {self.report_id}"
 
     @property
+    def colour(self) -> str:
+        return VERDICT_COLOURS.get(self.verdict, "grey")
+
+    @property
     def user_label(self) -> str:
         if self.user is None:
             return "(deleted user)"
         return self.user.get_full_name() or self.user.get_username()
+
+
+class QualityDay(models.Model):
+    """The scoreboard's counters for one UTC day's reports of one cluster and fault type: how
+    many reports, how many of them judged, and the verdicts by kind.
+
+    Written only by the store, in the transaction that records the report or the verdict, and
+    rebuilt whole from `triage_reports` and `report_verdicts` by `incidents.quality.rollup` (the
+    migration, and the bulk history loader). A 90-day scoreboard then reads a few thousand rows
+    instead of every report and verdict of the window. A report counts under its incident's
+    cluster and fault type when it was recorded; a verdict under its own copies of them.
+    """
+
+    day = models.DateField()
+    cluster = models.CharField(max_length=255)
+    fault_type = models.CharField(max_length=255)
+    reports = models.PositiveIntegerField(default=0)
+    judged = models.PositiveIntegerField(default=0)
+    correct = models.PositiveIntegerField(default=0)
+    partly_correct = models.PositiveIntegerField(default=0)
+    wrong = models.PositiveIntegerField(default=0)
+    not_useful = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        db_table = "quality_daily"
+        ordering = ["-day"]
+        constraints = [
+            # Also the scoreboard's index: a window is a range of days.
+            models.UniqueConstraint(
+                fields=["day", "cluster", "fault_type"], name="quality_daily_one_per_day"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.cluster} {self.fault_type}: {self.judged}/{self.reports} judged"

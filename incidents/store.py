@@ -46,6 +46,7 @@ from incidents.models import (
     TriageReport,
 )
 from incidents.oncall import OnCallMixin
+from incidents.quality import rollup
 from incidents.quality.verdicts import VerdictMixin
 from incidents.rendering import render_markdown
 from incidents.store_batch import NewIncident, Outcome, write_batch
@@ -517,6 +518,7 @@ class DjangoStateStore(OnCallMixin, VerdictMixin):
 
     def record_triage_report(self, report: TriageReport) -> TriageReport:
         """Store a report (insert, or update by report_id), rendering report_html if missing.
+        A new report counts in the scoreboard's day counters, in the same transaction.
 
         The report's execution must belong to the report's incident. Raises IncidentNotFound,
         InvalidRecord.
@@ -526,7 +528,13 @@ class DjangoStateStore(OnCallMixin, VerdictMixin):
             report.report_html = render_markdown(report.report_markdown)
         _validate(report, record=record, exclude=["incident", "execution"])
         with transaction.atomic(using=self.using):
-            if not self._incidents().filter(pk=report.incident_id).exists():
+            incident = (
+                self._incidents()
+                .filter(pk=report.incident_id)
+                .values_list("cluster", "fault_type")
+                .first()
+            )
+            if incident is None:
                 raise IncidentNotFound(report.incident_id)
             execution_incident = (
                 AgentExecution.objects.using(self.using)
@@ -544,11 +552,17 @@ class DjangoStateStore(OnCallMixin, VerdictMixin):
                         ]
                     },
                 )
+            is_new = not TriageReport.objects.using(self.using).filter(pk=report.pk).exists()
             try:
                 with transaction.atomic(using=self.using):
                     report.save(using=self.using)
             except IntegrityError as error:
                 raise InvalidRecord(record, {"__all__": [str(error)]}) from None
+            if is_new:  # the scoreboard's count of the day's reports
+                rollup.bump(
+                    self.using, day=rollup.day_of(report.generated_at), cluster=incident[0],
+                    fault_type=incident[1], reports=1,
+                )  # fmt: skip
         return report
 
     def get_incident(self, incident_id: uuid.UUID | str) -> Incident | None:

@@ -30,6 +30,8 @@ DESIGN_COLUMNS = {
     "triage_reports": {
         "report_id", "incident_id", "execution_id", "generated_at", "report_markdown",
         "report_html",
+        # The AI-quality issue's: the headline read when the report was recorded.
+        "headline_cause", "headline_confidence",
     },
 }  # fmt: skip
 NULLABLE = {
@@ -45,7 +47,7 @@ NULLABLE = {
         "closed_by_id",
     },
     "agent_executions": {"completed_at", "exit_code"},
-    "triage_reports": {"report_html"},
+    "triage_reports": {"report_html", "headline_cause", "headline_confidence"},
 }
 
 

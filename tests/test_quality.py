@@ -164,7 +164,7 @@ NOW = datetime(2026, 3, 18, 12, tzinfo=UTC)  # a Wednesday
 def _judged(store, people, verdicts, *, fault_type="CrashLoop", cluster="prod", age_days=1):
     """A report generated `age_days` before NOW, and one verdict on it per person given."""
     incident = make_incident(status="resolved", fault_type=fault_type, cluster=cluster)
-    report = make_report(incident, generated_at=NOW - timedelta(days=age_days))
+    report = make_report(incident, generated_at=NOW - timedelta(days=age_days), recorded=True)
     for person, verdict in zip(people, verdicts, strict=False):
         cause = "something else" if verdict in ("wrong", "partly_correct") else ""
         store.record_report_verdict(report.pk, by=person, verdict=verdict, actual_cause=cause)
@@ -213,7 +213,7 @@ def test_scoreboard_weeks_count_by_the_reports_week(store, django_user_model):
 
 def test_the_scoreboard_page(client, viewer, store, responder):
     incident = make_incident(status="resolved", fault_type="CrashLoop")
-    report = make_report(incident)
+    report = make_report(incident, recorded=True)
     store.record_report_verdict(report.pk, by=responder, verdict="correct")
     client.force_login(viewer)
     page = client.get(reverse("incidents:quality"), {"days": "7"})
@@ -251,3 +251,35 @@ def test_the_scoreboard_makes_the_same_queries_for_1_and_20_verdicts(
         store.record_report_verdict(report.pk, by=person, verdict="wrong", actual_cause="x")
     with django_assert_num_queries(len(first.captured_queries)):
         client.get(url)
+
+
+def _counters():
+    from incidents.models import QualityDay
+
+    return {
+        (row.day, row.cluster, row.fault_type): (
+            row.reports,
+            row.judged,
+            row.correct,
+            row.partly_correct,
+            row.wrong,
+            row.not_useful,
+        )  # fmt: skip
+        for row in QualityDay.objects.all()
+    }
+
+
+def test_the_day_counters_the_store_keeps_equal_a_recount(store, django_user_model):
+    from incidents.quality import rollup
+
+    a, b = _people(django_user_model, 2)
+    first = _judged(store, [a, b], ["correct", "wrong"])
+    _judged(store, [a], ["not_useful"], fault_type="OOMKilled", age_days=3)
+    _judged(store, [], [])
+    # A changed verdict moves its count; the report stays judged once.
+    store.record_report_verdict(first.pk, by=b, verdict="correct")
+    kept = _counters()
+    day = (NOW - timedelta(days=1)).date()
+    assert kept[(day, "prod", "CrashLoop")] == (2, 1, 2, 0, 0, 0)
+    assert rollup.rebuild() == len(kept)
+    assert _counters() == kept

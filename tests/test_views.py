@@ -30,8 +30,8 @@ SEVERITY_SORT_EXTRA = 3
 # Session and user, the incident with its fault and people, executions, reports, the timeline,
 # other occurrences; for a responder (this superuser) the people it can be assigned to.
 DETAIL_QUERIES = 8
-# Session and user, the report with its incident.
-REPORT_QUERIES = 3
+# Session and user, the report with its incident, its verdicts, the fault's previous report.
+REPORT_QUERIES = 5
 
 
 @pytest.fixture(autouse=True)
@@ -607,6 +607,7 @@ def test_pages_have_no_inline_script_style_or_event_handler(admin_client, client
         admin_client.get(f"{LIST}?status=bogus"),
         admin_client.get(incident.get_absolute_url()),
         admin_client.get(report.get_absolute_url()),
+        admin_client.get(reverse("incidents:quality")),
         client.get(reverse("login")),
     ]
     for response in pages:

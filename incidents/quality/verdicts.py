@@ -15,6 +15,7 @@ from incidents.choices import VERDICTS_NEEDING_CAUSE, ActivityKind, Verdict
 from incidents.errors import InvalidRecord, ReportNotFound
 from incidents.models import ReportVerdict, TriageReport
 from incidents.oncall import _require_person
+from incidents.quality.rollup import bump, day_of
 
 CAUSE_MAX = 2_000  # characters: "the actual root cause in a sentence", with room to spare
 NOTE_MAX = 10_000
@@ -98,28 +99,35 @@ class VerdictMixin:
             if report is None:
                 raise ReportNotFound(report_id)
             incident = self._locked_incident(report.incident_id)  # type: ignore[attr-defined]
-            row = (
-                ReportVerdict.objects.using(self.using)
-                .filter(report_id=report.pk, user_id=by.pk)
-                .first()
-            )
+            verdicts = ReportVerdict.objects.using(self.using).filter(report_id=report.pk)
+            row = verdicts.filter(user_id=by.pk).first()
             before = row.verdict if row else ""
             if row and (row.verdict, row.actual_cause, row.note) == (verdict, actual_cause, note):
                 return row
             now = timezone.now()
+            deltas = {verdict: 1}
             if row is None:
-                row = ReportVerdict(report_id=report.pk, user=by, created_at=now)
+                # The scoreboard's copies, taken once: the counters of quality_daily were added
+                # under them, and a change of verdict moves counts within the same row.
+                row = ReportVerdict(
+                    report_id=report.pk, user=by, created_at=now, cluster=incident.cluster,
+                    fault_type=incident.fault_type, generated_at=report.generated_at,
+                )  # fmt: skip
+                deltas["judged"] = 0 if verdicts.exists() else 1
+            else:
+                deltas[before] = deltas.get(before, 0) - 1
             row.verdict, row.actual_cause, row.note, row.updated_at = (
                 verdict, actual_cause, note, now,
             )  # fmt: skip
-            # The scoreboard's copies, taken as they are now (a corrected fault moves them).
-            row.cluster, row.fault_type = incident.cluster, incident.fault_type
-            row.generated_at = report.generated_at
             try:
                 with transaction.atomic(using=self.using):
                     row.save(using=self.using)
             except IntegrityError as error:  # a rule the checks above missed: never a raw error
                 raise InvalidRecord(record, {"__all__": [str(error)]}) from None
+            bump(
+                self.using, day=day_of(row.generated_at), cluster=row.cluster,
+                fault_type=row.fault_type, **deltas,
+            )  # fmt: skip
             self._record_activity(  # type: ignore[attr-defined]
                 ActivityKind.VERDICT, incident=incident, by=by,
                 from_value=Verdict(before).label if before else "",

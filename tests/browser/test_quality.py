@@ -60,7 +60,9 @@ def judged_history(django_user_model, count: int = 60):
             save=True, fault_type=fault_type, cluster=rng.choice(["prod-eu-1", "prod-us-east-1"])
         )
         incident = make_incident(event=event, status="resolved")
-        report = make_report(incident, generated_at=timezone.now() - timedelta(days=n % 34))
+        report = make_report(
+            incident, generated_at=timezone.now() - timedelta(days=n % 34), recorded=True
+        )
         for person in rng.sample(people, rng.randint(0, 2)):
             draw = rng.random()
             verdict = (
