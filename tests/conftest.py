@@ -1,9 +1,24 @@
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from django.db import connection
 
 from incidents.store import DjangoStateStore
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
+    """SQLite's test database is a file in var/, not memory: each thread of a race test gets its
+    own connection to it and a subprocess (a worker killed mid-run) sees the same rows, so races
+    and killed processes are tested on SQLite as well as on PostgreSQL."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        path = Path(settings.BASE_DIR) / "var" / "test-db.sqlite3"
+        path.parent.mkdir(exist_ok=True)
+        database.setdefault("TEST", {})["NAME"] = str(path)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

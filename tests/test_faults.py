@@ -31,6 +31,7 @@ from incidents.models import AgentExecution, FaultEvent, Incident
 from incidents.roles import viewer_group
 from incidents.worker import Mode, Worker, WorkerConfig
 from tests.builders import make_incident
+from tests.databases import database_url
 
 ROOT = Path(settings.BASE_DIR)
 AGENT = Path(__file__).parent / "agents" / "scripted_agent.py"
@@ -39,13 +40,6 @@ MIB = 1 << 20
 
 def agent(*args: str) -> str:
     return shlex.join([sys.executable, str(AGENT), *args])
-
-
-def database_url() -> str:
-    """The test database, for a subprocess (PostgreSQL: SQLite's test database is in memory)."""
-    db = connection.settings_dict
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 def manage(*args: str, env: dict[str, str] | None = None, **popen) -> subprocess.Popen:

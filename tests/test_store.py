@@ -467,7 +467,6 @@ def run_in_threads(count: int, target) -> list:
     return results
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_racing_creates_make_one_incident_per_event():
     event = make_fault_event()
@@ -482,7 +481,6 @@ def test_racing_creates_make_one_incident_per_event():
     assert Incident.objects.count() == 1
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_racing_claims_take_each_incident_once():
     for _ in range(8):
@@ -501,7 +499,6 @@ def test_racing_claims_take_each_incident_once():
     assert set(Incident.objects.values_list("status", flat=True)) == {"investigating"}
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_racing_completion_and_requeue_lose_no_update():
     incident = make_incident(status=Status.INVESTIGATING)
