@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,7 +41,6 @@ from incidents.mcp_client import (
 from incidents.models import FaultEvent, Incident
 from incidents.subscriber import (
     BACKOFF_CAP,
-    FLUSH_AFTER,
     IngestFailed,
     IngestWorker,
     Subscriber,
@@ -406,17 +406,16 @@ def test_a_thousand_events_sent_as_fast_as_possible_are_all_stored(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_lone_event_is_stored_within_a_second_without_waiting_for_a_full_batch():
+def test_a_lone_event_is_stored_without_waiting_for_a_full_batch_or_a_stop():
     envelope = lone_fault_envelope("lone-1")
     worker = IngestWorker(source="test", batch_size=1000)
     worker.start()
     try:
         worker.wait_ready()
-        submitted = time.monotonic()
         worker.submit(envelope, sequence=1)
-        wait_until(lambda: worker.counts.created == 1, timeout=5, what="the lone event")
-        assert time.monotonic() - submitted < 1.0
-        assert FLUSH_AFTER < 1.0
+        # Stored while the worker still runs, 999 records short of a batch: the flush deadline.
+        wait_until(lambda: worker.counts.created == 1, timeout=30, what="the lone event")
+        assert worker.is_alive()
     finally:
         worker.stop()
         worker.join(timeout=30)
@@ -443,14 +442,14 @@ def test_max_events_hook_stops_after_n_notifications_flushed_and_unsubscribed(st
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_stop_while_waiting_to_reconnect_returns_at_once():
+def test_a_stop_while_waiting_to_reconnect_returns_at_once(monkeypatch):
+    # An hour before the next attempt: only a stop that interrupts the wait ends the thread.
+    monkeypatch.setattr(subscriber_module, "backoff_delay", lambda attempt, rng=None: 3600.0)
     subscriber, thread = run_in_thread(config_for(free_port()))  # nobody listens there
     wait_until(lambda: subscriber.reconnects >= 1, timeout=10, what="a refused connection")
-    asked = time.monotonic()
     subscriber.stop()
-    thread.join(timeout=10)
+    thread.join(timeout=30)
     assert not thread.is_alive()
-    assert time.monotonic() - asked < 1.0
     assert subscriber.subscriptions == 0 and subscriber.counts.received == 0
 
 
@@ -471,13 +470,25 @@ def test_notifications_the_database_never_takes_are_counted_as_unsaved(monkeypat
     assert "giving up: 1 received notifications could not be stored" in caplog.text
 
 
-def test_a_dead_ingest_worker_stops_the_subscriber_with_its_reason(tmp_path):
+def test_a_dead_ingest_worker_stops_the_subscriber_with_its_reason(tmp_path, monkeypatch):
+    # An hour before each reconnect: a subscriber that missed the dead worker would still wait.
+    monkeypatch.setattr(subscriber_module, "backoff_delay", lambda attempt, rng=None: 3600.0)
     unwritable = tmp_path / "no-such-directory" / "rejects.jsonl"
     subscriber = Subscriber(config_for(free_port(), rejects_path=unwritable))
-    started = time.monotonic()
-    with pytest.raises(IngestFailed, match="No such file or directory"):
-        subscriber.run(install_signal_handlers=False)
-    assert time.monotonic() - started < 5
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            subscriber.run(install_signal_handlers=False)
+        except IngestFailed as error:
+            raised.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive(), "the subscriber went on without its ingest worker"
+    (error,) = raised
+    assert "No such file or directory" in str(error)
 
 
 @pytest.mark.parametrize(
