@@ -445,7 +445,7 @@ def test_correct_fault_event_refuses_bad_values_and_the_id(store):
     assert Incident.objects.get().severity == event.severity
 
 
-# -- races (PostgreSQL: real row locks across connections) -------------------------------------
+# -- races: threads on their own connections (row locks on PostgreSQL, one writer on SQLite) ---
 def run_in_threads(count: int, target) -> list:
     barrier = threading.Barrier(count)
     results: list = [None] * count
@@ -519,9 +519,8 @@ def test_racing_completion_and_requeue_lose_no_update():
     assert all(isinstance(error, InvalidTransition) for error in errors)
 
 
+@pytest.mark.sqlite
 def test_sqlite_is_tuned_for_a_shared_file():
-    if connection.vendor != "sqlite":
-        pytest.skip("SQLite only")
     options = connection.settings_dict["OPTIONS"]
     assert options["transaction_mode"] == "IMMEDIATE"
     assert "journal_mode=WAL" in options["init_command"]
