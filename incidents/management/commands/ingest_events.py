@@ -16,10 +16,11 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
+from django.core.management.base import CommandError, CommandParser, OutputWrapper
 from django.db import DatabaseError, connection
 
 from incidents.ingest import IngestionService, Rejection
+from incidents.management.base import TriageCommand
 from incidents.streams import iter_records
 
 STDIN = "-"
@@ -27,7 +28,7 @@ DATABASE_FAILURE = 3  # exit status when the database fails mid-way (1: rejectio
 PROGRESS_INTERVAL = 0.25  # seconds between progress bar redraws
 
 
-class Command(BaseCommand):
+class Command(TriageCommand):
     help = (
         "Ingest kubernetes-mcp-server fault events (JSON Lines, a JSON array or one object; "
         "bare payloads or MCP notifications/message envelopes) from files or standard input."

@@ -8,8 +8,9 @@ import threading
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 
+from incidents.management.base import TriageCommand, UsageError
 from incidents.worker import Mode, Worker, WorkerConfig
 
 
@@ -27,7 +28,7 @@ def positive_int(text: str) -> int:
     return value
 
 
-class Command(BaseCommand):
+class Command(TriageCommand):
     help = (
         "Triage pending incidents, oldest first: run the agent for each in its own workspace and "
         "record the execution, the report and the outcome. Runs until SIGTERM/SIGINT unless "
@@ -93,10 +94,10 @@ class Command(BaseCommand):
                 log_limit_bytes=settings.TRIAGE_AGENT_LOG_MAX_BYTES,
             )
         except ValueError as error:
-            raise CommandError(f"--agent-command {options['agent_command']!r}: {error}") from None
+            raise UsageError(f"--agent-command {options['agent_command']!r}: {error}") from None
         executable = config.argv[0]
         if shutil.which(executable) is None:
-            raise CommandError(
+            raise UsageError(
                 f"--agent-command {options['agent_command']!r}: {executable} is not an "
                 "executable file or on PATH"
             )

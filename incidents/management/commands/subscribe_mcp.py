@@ -4,8 +4,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from incidents.management.base import TriageCommand, UsageError
 from incidents.mcp_client import MODES, SubscriptionFilters, parse_header
 from incidents.subscriber import IngestFailed, Subscriber, SubscriberConfig
 
@@ -40,7 +41,7 @@ def read_header_file(path: Path) -> dict[str, str]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as error:
-        raise CommandError(f"--header-file {path}: {error.strerror}") from None
+        raise UsageError(f"--header-file {path}: {error.strerror}") from None
     headers = {}
     for number, line in enumerate(lines, start=1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -49,14 +50,14 @@ def read_header_file(path: Path) -> dict[str, str]:
             name, value = parse_header(line)
         except ValueError:
             # The line itself may hold a secret: name the line, not its content.
-            raise CommandError(
+            raise UsageError(
                 f"--header-file {path}, line {number}: not in the form 'Name: value'"
             ) from None
         headers[name] = value
     return headers
 
 
-class Command(BaseCommand):
+class Command(TriageCommand):
     help = (
         "Subscribe to fault notifications from one kubernetes-mcp-server (MCP over streamable "
         "HTTP) and store them as ingest_events would, reconnecting and resubscribing whenever "
@@ -120,10 +121,10 @@ class Command(BaseCommand):
             for name in NOISY_LOGGERS:
                 logging.getLogger(name).setLevel(logging.WARNING)
         if not options["url"].startswith(("http://", "https://")):
-            raise CommandError(f"--url {options['url']!r}: expected an http:// or https:// URL")
+            raise UsageError(f"--url {options['url']!r}: expected an http:// or https:// URL")
         rejects = options["rejects"]
         if rejects is not None and not rejects.parent.is_dir():
-            raise CommandError(f"--rejects: directory {rejects.parent} does not exist")
+            raise UsageError(f"--rejects: directory {rejects.parent} does not exist")
         headers = dict(options["header"])
         if options["header_file"] is not None:
             headers.update(read_header_file(options["header_file"]))
