@@ -18,9 +18,10 @@ $(VENV)/.installed: requirements.txt
 
 install: $(VENV)/.installed ## Make .venv and install requirements.txt
 
-lint: install ## ruff check and ruff format --check
+lint: install ## ruff check and format --check, the import layering (lint-imports)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 format: install ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
