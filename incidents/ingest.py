@@ -38,10 +38,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import cast
 
 from django.db import DatabaseError, DataError, IntegrityError, connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Q
+from django.db.models import Field, Q
 from django.utils import timezone
 
 from incidents.choices import Status
@@ -394,7 +395,8 @@ def _copy_insert(connection, to_create: list[_Pending]) -> set[str]:
 def _executemany_insert(connection, to_create: list[_Pending]) -> set[str]:
     """Any other backend (SQLite): two executemany, values adapted by the model fields."""
     fault_fields = FaultEvent._meta.concrete_fields
-    incident_fields = [Incident._meta.get_field(name) for name in _INCIDENT_COLUMNS]
+    # Every column is a concrete field (get_field's type also admits relations).
+    incident_fields = [cast(Field, Incident._meta.get_field(name)) for name in _INCIDENT_COLUMNS]
     created_at = timezone.now()
     to_create = sorted(to_create, key=lambda p: p.event.fault_id)
     fault_rows = [

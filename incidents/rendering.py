@@ -114,7 +114,8 @@ def render(text: str) -> RenderedMarkdown:
         html = converter.convert(text)
     except RecursionError:  # nesting the bounds above did not catch (blockquotes, HTML…)
         return _plain(text)
-    toc = converter.toc if getattr(converter, "toc_tokens", None) else ""
+    # The toc extension sets `toc` on the converter; the stubs cannot know it.
+    toc = converter.toc if getattr(converter, "toc_tokens", None) else ""  # type: ignore[attr-defined]
     return RenderedMarkdown(html=sanitize(html), toc=sanitize(toc))
 
 

@@ -31,9 +31,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import accumulate
+from typing import cast
 
 from django.db import connections, transaction
-from django.db.models import Model
+from django.db.models import Field, Model
 from django.utils import timezone
 
 from incidents.choices import Severity, Status
@@ -257,7 +258,7 @@ class _ReportTemplate:
 
 def _report_templates() -> dict[tuple[str, str], tuple[_ReportTemplate, ...]]:
     """(fault type, outcome) -> its templates, each rendered exactly once."""
-    templates = {}
+    templates: dict[tuple[str, str], tuple[_ReportTemplate, ...]] = {}
     for fault_type, keys in FAULT_REPORT_TEMPLATES.items():
         for outcome in (Status.RESOLVED, Status.FAILED):
             templates[fault_type, outcome] = tuple(
@@ -511,7 +512,8 @@ def _insert_many(cursor, model: type[Model], columns: Sequence[str], rows: Seque
     if not rows:
         return
     connection = cursor.db
-    fields = [model._meta.get_field(column) for column in columns]
+    # Every column is a concrete field (get_field's type also admits relations).
+    fields = [cast(Field, model._meta.get_field(column)) for column in columns]
     quote = connection.ops.quote_name
     names = ", ".join(quote(column) for column in columns)
     placeholders = ", ".join(["%s"] * len(columns))
@@ -568,7 +570,7 @@ def seed_history(
         if flush:
             flush_history(using=using)
         for model, _ in TABLES:
-            if model.objects.using(using).exists():
+            if model._default_manager.using(using).exists():
                 raise DatabaseNotEmpty(
                     f"table {model._meta.db_table} already has rows; seed_demo only fills an "
                     "empty database (run it with --flush to delete the existing history first)"
@@ -633,4 +635,4 @@ def flush_history(*, using: str = "default") -> None:
                 cursor.execute(f"TRUNCATE {tables}")
         else:
             for model, _ in reversed(TABLES):
-                model.objects.using(using).all().delete()
+                model._default_manager.using(using).all().delete()

@@ -236,7 +236,7 @@ class IncidentExportView(PermissionRequiredMixin, View):
 
     permission_required = VIEW_INCIDENTS
 
-    def get(self, request: HttpRequest) -> HttpResponse:
+    def get(self, request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
         filterset = IncidentFilterSet(request.GET, queryset=selectors.incident_list_queryset())
         if not filterset.is_valid():
             lines = [f"{name}: {' '.join(messages)}" for name, messages in filterset.errors.items()]

@@ -9,6 +9,7 @@ import shlex
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from csp.constants import NONE, SELF
@@ -119,7 +120,7 @@ TEMPLATES = [
 WSGI_APPLICATION = "triage_site.wsgi.application"
 
 
-def database_config(url: str) -> dict:
+def database_config(url: str) -> dict[str, Any]:
     """One DATABASES entry for a dj-database-url URL, tuned per engine.
 
     SQLite is shared by the web server and the triage worker: WAL lets readers run beside the
@@ -127,7 +128,7 @@ def database_config(url: str) -> dict:
     up front so two writers queue instead of failing with "database is locked" mid-transaction.
     PostgreSQL goes through psycopg 3's connection pool (which requires CONN_MAX_AGE = 0).
     """
-    config = dj_database_url.parse(url)
+    config: dict[str, Any] = dict(dj_database_url.parse(url))
     engine = config["ENGINE"]
     if engine == "django.db.backends.sqlite3":
         config["OPTIONS"] = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
@@ -73,7 +73,14 @@ def public_report_link(report_id: uuid.UUID, text: str = "rendered report") -> s
     return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', url, text)
 
 
-class LookupGuardMixin:
+# The mixins below are mixed into ModelAdmin classes; the type checker sees them as one.
+if TYPE_CHECKING:
+    _AdminBase = admin.ModelAdmin[Any]
+else:
+    _AdminBase = object
+
+
+class LookupGuardMixin(_AdminBase):
     """Changelist query parameters the database cannot take are a filter error, never a 500.
 
     Django turns an unknown field or a malformed value into IncorrectLookupParameters (the
@@ -126,7 +133,7 @@ class IdSearchMixin(LookupGuardMixin):
         by_id = self.id_query(search_term)
         if by_id is not None and queryset.filter(by_id).exists():
             return queryset.filter(by_id), False
-        return super().get_search_results(request, queryset, search_term)  # type: ignore[misc]
+        return super().get_search_results(request, queryset, search_term)
 
 
 class ResourceSearchMixin(IdSearchMixin):

@@ -31,7 +31,7 @@ from incidents.admin.dates import IndexedDatesChangeList
 from incidents.admin.filters import IndexedValuesListFilter
 from incidents.choices import OPEN_STATUSES, TERMINAL_STATUSES, TRANSITIONS, Status, can_transition
 from incidents.models import DENORMALIZED_FIELDS, AgentExecution, Incident, TriageReport
-from incidents.store import DjangoStateStore, StoreError
+from incidents.store import DjangoStateStore, IncidentNotFound, StoreError
 
 # What a lifecycle move can change, in the order history messages list them.
 LIFECYCLE_FIELDS = ("status", "started_at", "completed_at", "exit_code", "failure_reason")
@@ -77,6 +77,7 @@ class IncidentStatusForm(forms.ModelForm):
     """
 
     loaded_status = forms.ChoiceField(choices=Status.choices, widget=forms.HiddenInput)
+    history_message: str  # what save_model changed, for the history entry
 
     class Meta:
         model = Incident
@@ -97,7 +98,8 @@ class IncidentStatusForm(forms.ModelForm):
             )
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         self.current = locked_incident(self.instance.pk)
         submitted = cleaned.get("status")
         loaded = cleaned.get("loaded_status")
@@ -125,16 +127,19 @@ class IncidentStatusForm(forms.ModelForm):
         return cleaned
 
     def _check_no_other_open_incident(self, target: str) -> None:
+        current = self.current
+        if current is None:
+            return
         other = (
-            Incident.objects.filter(fault_id=self.current.fault_id, status__in=OPEN_STATUSES)
-            .exclude(pk=self.current.pk)
+            Incident.objects.filter(fault_id=current.fault_id, status__in=OPEN_STATUSES)
+            .exclude(pk=current.pk)
             .only("pk", "status")
             .first()
         )
         if other is not None:
             self.add_error(
                 "status",
-                f"Cannot move to {status_label(target)}: fault {self.current.fault_id} already has "
+                f"Cannot move to {status_label(target)}: fault {current.fault_id} already has "
                 f"open incident {other.pk} ({status_label(other.status)}).",
             )
 
@@ -313,6 +318,8 @@ class IncidentAdmin(ResourceSearchMixin, StoreBackedAdmin):
         store sees the status the form validated against.
         """
         current = form.current
+        if current is None:  # deleted after the form was shown
+            raise IncidentNotFound(obj.pk)
         data = form.cleaned_data
         target = form.requested_status
         store = DjangoStateStore()

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from django.utils import timezone
 
@@ -73,7 +73,7 @@ def agent_environment(base: Mapping[str, str], extra: Mapping[str, str]) -> dict
 class _LogPump(threading.Thread):
     """Copies one pipe to one file, up to a limit; keeps a tail of what it read."""
 
-    def __init__(self, pipe: BinaryIO, path: Path, limit: int, keep_tail: int = 0) -> None:
+    def __init__(self, pipe: IO[bytes], path: Path, limit: int, keep_tail: int = 0) -> None:
         super().__init__(name=f"log-pump {path.name}", daemon=True)
         self.pipe = pipe
         self.path = path
@@ -92,7 +92,7 @@ class _LogPump(threading.Thread):
         try:
             while chunk := os.read(fd, CHUNK):
                 room = max(self.limit - self.written, 0) if log is not None else 0
-                if room:
+                if room and log is not None:
                     try:
                         log.write(chunk[:room])
                     except OSError as error:
@@ -184,6 +184,8 @@ def run_agent(
             timed_out=False,
             start_error=f"{argv[0]}: {error.strerror or error}",
         )
+    if process.stdout is None or process.stderr is None:  # never: both are PIPE
+        raise RuntimeError("the agent's output pipes were not opened")
     pumps = [
         _LogPump(process.stdout, stdout_log, log_limit),
         _LogPump(process.stderr, stderr_log, log_limit, keep_tail=STDERR_TAIL_BYTES),

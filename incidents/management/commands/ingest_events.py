@@ -123,7 +123,8 @@ class Command(TriageCommand):
                 for path in paths:
                     self._ingest(path, service, progress)
                 service.flush()
-            except (DatabaseError, connection.Database.Error) as error:
+            # `Database` is the backend's DB-API module, which django-stubs does not declare.
+            except (DatabaseError, connection.Database.Error) as error:  # type: ignore[attr-defined]
                 # The driver's own errors too: the PostgreSQL writer uses psycopg's cursor
                 # directly, outside Django's error wrapping.
                 # Batches commit whole: every record up to the last committed batch is stored
