@@ -93,7 +93,7 @@ class SubscriberConfig:
     url: str
     filters: SubscriptionFilters = field(default_factory=SubscriptionFilters)
     headers: dict[str, str] = field(default_factory=dict)
-    batch_size: int = 1000
+    batch_size: int | None = None  # None: TRIAGE_INGEST_BATCH_SIZE
     rejects_path: Path | None = None
     status_interval: float = 60.0
     # How often the session is pinged; a failed ping means the connection is gone.
@@ -126,7 +126,7 @@ class IngestWorker(threading.Thread):
         self,
         *,
         source: str,
-        batch_size: int = 1000,
+        batch_size: int | None = None,  # None: TRIAGE_INGEST_BATCH_SIZE
         rejects_path: Path | None = None,
         max_backlog: int = MAX_BACKLOG,
     ) -> None:

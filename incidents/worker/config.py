@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+
+from django.conf import settings
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -16,11 +18,13 @@ class WorkerConfig:
 
     agent_command: str
     workspace_root: Path
-    timeout: float = 900.0  # seconds per agent run
+    # Seconds per agent run (TRIAGE_AGENT_TIMEOUT).
+    timeout: float = field(default_factory=lambda: float(settings.TRIAGE_AGENT_TIMEOUT))
     kill_grace: float = 10.0  # seconds between SIGTERM and SIGKILL
     poll_interval: float = 5.0  # seconds between looks at an empty queue
     concurrency: int = 1
-    log_limit_bytes: int = 10 * 1024 * 1024  # per stream
+    # Bytes kept of each output stream (TRIAGE_AGENT_LOG_MAX_BYTES).
+    log_limit_bytes: int = field(default_factory=lambda: settings.TRIAGE_AGENT_LOG_MAX_BYTES)
 
     def __post_init__(self) -> None:
         if not self.argv:

@@ -16,6 +16,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO
 
+from django.conf import settings
 from django.core.management.base import CommandError, CommandParser, OutputWrapper
 from django.db import DatabaseError, connection
 
@@ -41,8 +42,8 @@ class Command(TriageCommand):
         parser.add_argument(
             "--batch-size",
             type=int,
-            default=1000,
-            help="Records written per transaction (default 1000).",
+            default=settings.TRIAGE_INGEST_BATCH_SIZE,
+            help="Records written per transaction (default TRIAGE_INGEST_BATCH_SIZE, %(default)s).",
         )
         parser.add_argument(
             "--dry-run", action="store_true", help="Validate and count; write nothing."

@@ -4,6 +4,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 
 from incidents.management.base import TriageCommand, UsageError
@@ -87,7 +88,9 @@ class Command(TriageCommand):
         parser.add_argument(
             "--rejects", type=Path, metavar="FILE", help="append each rejected record to FILE"
         )
-        parser.add_argument("--batch-size", type=positive_int, default=1000)
+        parser.add_argument(
+            "--batch-size", type=positive_int, default=settings.TRIAGE_INGEST_BATCH_SIZE
+        )
         parser.add_argument(
             "--status-interval",
             type=positive_number,
