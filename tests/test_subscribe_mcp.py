@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
@@ -48,6 +47,7 @@ from incidents.subscriber import (
     backoff_delay,
     run_in_thread,
 )
+from tests.databases import database_url
 
 STANDIN = Path(__file__).with_name("mcp_standin.py")
 SUMMARY = re.compile(
@@ -518,24 +518,9 @@ def test_header_file_lines_become_headers_and_a_bad_line_is_named_not_echoed(tmp
 
 # -- the command, as a process --------------------------------------------------------------------
 @pytest.fixture
-def subprocess_database_url(tmp_path, transactional_db) -> str:
-    """A DATABASE_URL a child process can share with this test.
-
-    PostgreSQL: this test's own test database. SQLite: the suite's database is in memory, so a
-    migrated file database instead (the test then reads the child's counts, not the ORM).
-    """
-    if connection.vendor == "postgresql":
-        parts = urlsplit(os.environ["DATABASE_URL"])
-        return parts._replace(path="/" + connection.settings_dict["NAME"]).geturl()
-    url = f"sqlite:///{tmp_path / 'subscriber.sqlite3'}"
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
-        cwd=settings.BASE_DIR,
-        env=child_env(url),
-        check=True,
-        timeout=120,
-    )
-    return url
+def subprocess_database_url(transactional_db) -> str:
+    """This test's own test database, as a child process opens it (a file on SQLite)."""
+    return database_url()
 
 
 def child_env(database_url: str) -> dict[str, str]:
@@ -604,9 +589,8 @@ def test_command_retries_until_the_server_is_up_then_sigterm_unsubscribes_and_ex
     assert tools == ["events_subscribe", "events_unsubscribe"]
     assert read_calls(calls)[0]["arguments"]["mode"] == "faults"
     assert read_calls(calls)[0]["authorization"] == "Bearer t0ken"
-    if connection.vendor == "postgresql":
-        assert FaultEvent.objects.filter(fault_id__startswith="c-").count() == created - 1
-        assert Incident.objects.count() == created
+    assert FaultEvent.objects.filter(fault_id__startswith="c-").count() == created - 1
+    assert Incident.objects.count() == created
 
 
 def test_a_full_ingest_queue_drops_and_counts_instead_of_growing(caplog):
