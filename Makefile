@@ -35,7 +35,8 @@ DEV := DJANGO_DEBUG=1 $(PY) manage.py
 demo: install ## Migrate, ingest the samples, triage them with the stub agent, serve 127.0.0.1:8000
 	$(DEV) migrate --no-input
 	$(DEV) ingest_events samples/events.jsonl
-	$(DEV) run_triage --until-empty --concurrency 4
+	@# The stub agent writes synthetic demo reports; it runs only when named (never by default).
+	TRIAGE_AGENT_COMMAND=stub $(DEV) run_triage --until-empty --concurrency 4
 	@# A shift works the queue (every on-call state) and silences staging for four hours.
 	$(DEV) demo_oncall
 	@# New faults arrive while a slow worker takes them one at a time: every status shows;
@@ -43,7 +44,7 @@ demo: install ## Migrate, ingest the samples, triage them with the stub agent, s
 	$(DEV) ingest_events samples/arriving.jsonl
 	$(DEV) create_demo_user
 	@echo "Dashboard: http://127.0.0.1:8000/  (Ctrl-C stops the server and the worker)"
-	TRIAGE_STUB_DELAY=15 $(DEV) run_triage --concurrency 1 --poll-interval 2 & worker=$$!; \
+	TRIAGE_AGENT_COMMAND=stub TRIAGE_STUB_DELAY=15 $(DEV) run_triage --concurrency 1 --poll-interval 2 & worker=$$!; \
 	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT; \
 	$(DEV) runserver 127.0.0.1:8000
 

@@ -30,15 +30,22 @@ from incidents.choices import Status
 from incidents.models import AgentExecution, FaultEvent, Incident
 from incidents.roles import viewer_group
 from incidents.worker import Mode, Worker, WorkerConfig
+from tests.agents import agent_python, agent_script, reachable_folder
 from tests.builders import make_incident
 
 ROOT = Path(settings.BASE_DIR)
-AGENT = Path(__file__).parent / "agents" / "scripted_agent.py"
 MIB = 1 << 20
 
 
 def agent(*args: str) -> str:
-    return shlex.join([sys.executable, str(AGENT), *args])
+    return shlex.join([agent_python(), str(agent_script("scripted_agent.py")), *args])
+
+
+@pytest.fixture
+def agent_tmp() -> Path:
+    """A workspace root the agents' user (nobody, under a root worker) can reach."""
+    with reachable_folder() as folder:
+        yield folder
 
 
 def database_url() -> str:
@@ -219,12 +226,13 @@ class PeakRss(threading.Thread):
 
 @pytest.mark.django_db
 def test_agent_writing_gigabytes_has_its_logs_capped_and_worker_memory_stays_flat(
-    tmp_path, settings, capsys
+    agent_tmp, settings, capsys
 ):
+    tmp_path = agent_tmp
     settings.TRIAGE_AGENT_LOG_MAX_BYTES = cap = MIB
     flood = 2048 * MIB  # 2 GiB on stdout, 512 MiB on stderr
     incident = make_incident()
-    command = shlex.join([sys.executable, "-c", FLOOD_AGENT, str(flood)])
+    command = shlex.join([agent_python(), "-c", FLOOD_AGENT, str(flood)])
     began = time.monotonic()
     with PeakRss() as memory:
         call_command(
@@ -294,13 +302,13 @@ def test_a_disk_filling_up_mid_run_cuts_the_logs_without_hanging_the_agent(tmp_p
 
 # -- the workspace disk: missing, refusing writes, full --------------------------------------------
 # A root below a regular file (ENOTDIR) is tested in tests/test_worker.py
-# (`test_unwritable_workspace_root_fails_each_incident_and_keeps_going`). Tests run as root,
+# (`test_unusable_workspace_root_stops_claiming_and_drains_nothing`). Tests run as root,
 # which ignores permission bits, so the cases below use what refuses root too.
 
 
 @pytest.mark.django_db
-def test_a_workspace_root_deleted_between_runs_is_made_again(tmp_path):
-    root = tmp_path / "workspaces"
+def test_a_workspace_root_deleted_between_runs_is_made_again(agent_tmp):
+    root = agent_tmp / "workspaces"
     config = WorkerConfig(agent_command=agent(), workspace_root=root)
     first = make_incident()
     Worker(config, mode=Mode.ONCE).run()
@@ -327,22 +335,17 @@ def _sysfs_refuses_mkdir() -> bool:
     reason="needs Linux sysfs, which refuses new directories even to root",
 )
 @pytest.mark.django_db
-def test_a_workspace_root_on_a_filesystem_refusing_writes_fails_each_incident_and_goes_on():
+def test_a_workspace_root_on_a_filesystem_refusing_writes_stops_claiming():
     root = Path("/sys/triage-workspaces")
     config = WorkerConfig(agent_command=agent(), workspace_root=root)
     first, second = make_incident(), make_incident()
     summary = Worker(config, mode=Mode.UNTIL_EMPTY).run()
-    assert summary.outcomes[Status.AGENT_FAILED] == 2
-    for incident in (first, second):
+    assert summary.triaged == 0
+    assert summary.failure == (f"workspace root {root} unusable: Operation not permitted: {root}")
+    for incident in (first, second):  # never claimed: the queue is not drained into failures
         incident.refresh_from_db()
-        assert incident.status == Status.AGENT_FAILED
-        assert incident.failure_reason == (
-            f"workspace {root / str(incident.incident_id)} not writable: "
-            f"Operation not permitted: {root}"
-        )
-        execution = AgentExecution.objects.get(incident=incident)
-        assert execution.error_message == incident.failure_reason
-        assert execution.completed_at is not None
+        assert incident.status == Status.PENDING
+    assert not AgentExecution.objects.exists()
 
 
 def limit_file_size(limit: int):
@@ -355,8 +358,9 @@ def limit_file_size(limit: int):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_full_workspace_disk_fails_each_incident_with_the_reason_and_the_worker_goes_on(
-    tmp_path,
+    agent_tmp,
 ):
+    tmp_path = agent_tmp
     # RLIMIT_FSIZE 0: no file the worker writes can hold a byte (EFBIG), as on a full disk.
     first, second = make_incident(), make_incident()
     worker = manage(
@@ -375,7 +379,8 @@ def test_a_full_workspace_disk_fails_each_incident_with_the_reason_and_the_worke
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_workspace_disk_filling_up_during_the_run_still_records_the_outcome(tmp_path):
+def test_a_workspace_disk_filling_up_during_the_run_still_records_the_outcome(agent_tmp):
+    tmp_path = agent_tmp
     # Room for the workspace files and the report, not for 4 MiB of agent output.
     incident = make_incident()
     worker = manage(

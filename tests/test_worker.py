@@ -1,37 +1,44 @@
 """The triage pipeline end to end: `run_triage` in-process with scripted agents (subprocesses)."""
 
 import json
+import os
 import shlex
 import stat
-import sys
 import threading
 import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from incidents.choices import Status
 from incidents.models import AgentExecution, Incident, TriageReport
 from incidents.store import WORKER_LOST, WORKER_LOST_TWICE
-from incidents.worker import Mode, Worker, WorkerConfig, pipeline, triage_incident
+from incidents.worker import Mode, Worker, WorkerConfig, pipeline, triage_incident, workspace
 from incidents.worker.pipeline import CLAIM_LOST
+from tests.agents import agent_python, agent_script, reachable_folder
 from tests.builders import make_execution, make_fault_event, make_incident
 
 pytestmark = pytest.mark.django_db
 
-AGENT = Path(__file__).parent / "agents" / "scripted_agent.py"
-
 
 def agent(*args: str) -> str:
-    return shlex.join([sys.executable, str(AGENT), *args])
+    return shlex.join([agent_python(), str(agent_script("scripted_agent.py")), *args])
 
 
 @pytest.fixture
-def workspace_root(tmp_path) -> Path:
-    return tmp_path / "workspaces"
+def workspace_root() -> Path:
+    with reachable_folder() as folder:
+        yield folder / "workspaces"
+
+
+@pytest.fixture
+def shared() -> Path:
+    """A folder every agent may write to (files like order.txt that tests read back)."""
+    with reachable_folder(0o1777) as folder:
+        yield folder
 
 
 @pytest.fixture
@@ -283,12 +290,12 @@ def test_each_step_logs_one_structured_line(run_triage, caplog):
     assert (finished.triaged, finished.count_resolved) == (1, 1)
 
 
-def test_relative_agent_path_is_taken_from_the_workers_directory(run_triage, tmp_path, monkeypatch):
-    program = tmp_path / "bin" / "agent"
-    program.parent.mkdir()
-    program.write_text(f"#!{sys.executable}\n" + AGENT.read_text())
+def test_relative_agent_path_is_taken_from_the_workers_directory(run_triage, shared, monkeypatch):
+    program = shared / "bin" / "agent"
+    program.parent.mkdir(mode=0o755)
+    program.write_text(f"#!{agent_python()}\n" + agent_script("scripted_agent.py").read_text())
     program.chmod(0o755)
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(shared)
     incident = make_incident()
     run_triage("--once", command="bin/agent --exit 0")
     incident.refresh_from_db()
@@ -296,7 +303,7 @@ def test_relative_agent_path_is_taken_from_the_workers_directory(run_triage, tmp
 
 
 # -- the workspace and what the agent sees ---------------------------------------------------------
-def test_workspace_holds_incident_and_event_as_camel_case_json(run_triage, workspace_root):
+def test_workspace_holds_incident_and_event_in_nightcriers_form(run_triage, workspace_root):
     event = make_fault_event(
         save=True,
         fault_type="OOMKilled",
@@ -309,19 +316,19 @@ def test_workspace_holds_incident_and_event_as_camel_case_json(run_triage, works
     folder = workspace_of(workspace_root, incident)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     incident.refresh_from_db()
-    document = json.loads((folder / "incident.json").read_text())
-    assert document["incidentId"] == str(incident.incident_id)
-    assert document["faultId"] == event.fault_id
-    assert document["status"] == Status.INVESTIGATING
-    assert document["startedAt"] == incident.started_at.isoformat().replace("+00:00", "Z")
-    assert document["executionId"] == str(AgentExecution.objects.get().execution_id)
-    fault = json.loads((folder / "event.json").read_text())
-    assert fault == {
+    execution = AgentExecution.objects.get()
+    stamp = event.timestamp.isoformat().replace("+00:00", "Z")
+    seen = json.loads((folder / "seen.json").read_text())
+    assert seen["output_listing"] == []  # output/ is empty when the agent starts
+    # What the agent read: nightcrier's names and types (internal/incident/incident.go).
+    assert seen["incident"] == {
+        "incidentId": str(incident.incident_id),
         "faultId": event.fault_id,
-        "subscriptionId": event.subscription_id,
+        "status": Status.INVESTIGATING,
+        "createdAt": incident.created_at.isoformat().replace("+00:00", "Z"),
+        "startedAt": incident.started_at.isoformat().replace("+00:00", "Z"),
         "cluster": event.cluster,
-        "faultType": "OOMKilled",
-        "severity": event.severity,
+        "namespace": event.resource_namespace,
         "resource": {
             "apiVersion": "apps/v1",
             "kind": "StatefulSet",
@@ -329,20 +336,70 @@ def test_workspace_holds_incident_and_event_as_camel_case_json(run_triage, works
             "namespace": event.resource_namespace,
             "uid": event.resource_uid,
         },
-        "context": {"context": "OOMKilled", "logs": [{"container": "db", "sample": "x"}]},
-        "timestamp": event.timestamp.isoformat().replace("+00:00", "Z"),
+        "faultType": "OOMKilled",
+        "severity": event.severity,
+        "context": "OOMKilled",  # upstream's string, not our JSON around it
+        "timestamp": stamp,
+        "triggeringEventId": event.fault_id,
+        "executionId": str(execution.execution_id),
+        "subscriptionId": event.subscription_id,
+        "triageSeverity": event.severity,
+        "triageContext": {"context": "OOMKilled", "logs": [{"container": "db", "sample": "x"}]},
     }
-    seen = json.loads((folder / "seen.json").read_text())
-    assert seen["output_listing"] == []  # output/ is empty when the agent starts
+    # After the run: rewritten as nightcrier does, empty fields left out as its omitempty does.
+    after = json.loads((folder / "incident.json").read_text())
+    assert after == {
+        **seen["incident"],
+        "status": Status.RESOLVED,
+        "completedAt": execution.completed_at.isoformat().replace("+00:00", "Z"),
+        "exitCode": 0,
+        "logPaths": {
+            "stdout": str(folder / "logs" / "agent.stdout.log"),
+            "stderr": str(folder / "logs" / "agent.stderr.log"),
+        },
+    }
+    fault = json.loads((folder / "event.json").read_text())
+    assert fault == {
+        "subscriptionId": event.subscription_id,
+        "cluster": event.cluster,
+        "faultId": event.fault_id,
+        "faultType": "OOMKilled",
+        "severity": event.severity,
+        "resource": seen["incident"]["resource"],
+        "context": "OOMKilled",
+        "timestamp": stamp,
+    }
+
+
+def test_event_json_is_the_record_as_sent_when_the_store_kept_it(
+    run_triage, workspace_root, monkeypatch
+):
+    sent = '{"faultId":"f7a3b2c1d4e5f6a7", "severity":"warning",  "context":"\\ud800"}'
+    real_view = workspace.upstream_view
+    monkeypatch.setattr(workspace, "upstream_view", lambda i: real_view(i) | {"raw": sent})
+    incident = make_incident()
+    run_triage("--once", command=agent())
+    assert (workspace_of(workspace_root, incident) / "event.json").read_text() == sent
+
+
+def test_failed_run_is_written_back_into_incident_json(run_triage, workspace_root):
+    incident = make_incident()
+    run_triage("--once", command=agent("--exit", "2", "--stderr", "no access"))
+    after = json.loads((workspace_of(workspace_root, incident) / "incident.json").read_text())
+    assert (after["status"], after["exitCode"]) == (Status.FAILED, 2)
+    assert after["failureReason"] == "agent exited with code 2: no access"
 
 
 def test_agent_environment_names_the_workspace_and_hides_worker_secrets(
-    run_triage, workspace_root, monkeypatch
+    run_triage, workspace_root, monkeypatch, settings
 ):
     monkeypatch.setenv("DATABASE_URL", "postgres://secret@db/prod")
     monkeypatch.setenv("DJANGO_SECRET_KEY", "s3cret")
     monkeypatch.setenv("PGPASSWORD", "pw")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws")
+    monkeypatch.setenv("SITE_TOKEN", "passed on purpose")
     monkeypatch.setenv("KUBECONFIG", "/etc/kube/config")
+    settings.TRIAGE_AGENT_PASS_ENV = ["SITE_TOKEN", "DJANGO_SECRET_KEY"]
     incident = make_incident()
     run_triage("--once", "--timeout", "120", command=agent("--dump-env"))
     folder = workspace_of(workspace_root, incident)
@@ -350,17 +407,42 @@ def test_agent_environment_names_the_workspace_and_hides_worker_secrets(
     env = seen["env"]
     assert seen["cwd"] == str(folder)
     assert seen["own_session"] is True
-    assert env["TRIAGE_INCIDENT_ID"] == str(incident.incident_id)
+    assert seen["uid"] != 0 or os.geteuid() != 0  # a root worker never runs an agent as root
+    assert env["TRIAGE_INCIDENT_ID"] == env["INCIDENT_ID"] == str(incident.incident_id)
     assert env["TRIAGE_EXECUTION_ID"] == str(AgentExecution.objects.get().execution_id)
-    assert env["TRIAGE_WORKSPACE"] == str(folder)
+    assert env["TRIAGE_WORKSPACE"] == env["HOME"] == str(folder)
     assert env["TRIAGE_INCIDENT_FILE"] == str(folder / "incident.json")
     assert env["TRIAGE_EVENT_FILE"] == str(folder / "event.json")
     assert env["TRIAGE_OUTPUT_DIR"] == str(folder / "output")
     assert env["TRIAGE_REPORT_FILE"] == str(folder / "output" / "investigation.md")
+    assert env["TRIAGE_PROMPT_FILE"] == str(folder / "prompt-sent.md")
     assert env["TRIAGE_TIMEOUT_SECONDS"] == "120"
-    assert env["KUBECONFIG"] == "/etc/kube/config"  # the agent's own credentials pass through
-    for secret in ("DATABASE_URL", "DJANGO_SECRET_KEY", "PGPASSWORD"):
+    assert env["CONTAINER_TIMEOUT"] == "108"  # below ours, so a wrapper's timeout fires first
+    assert env["KUBECONFIG"] == "/etc/kube/config"  # no per-cluster file: the worker's passes
+    assert env["SITE_TOKEN"] == "passed on purpose"
+    for secret in ("DATABASE_URL", "DJANGO_SECRET_KEY", "PGPASSWORD", "AWS_SECRET_ACCESS_KEY"):
         assert secret not in env
+
+
+def test_placeholders_fill_one_argument_each(run_triage, workspace_root, shared, settings):
+    settings.TRIAGE_KUBECONFIG_DIR = str(shared)
+    (shared / "prod-eu-1").write_text("kind: Config\n")
+    prompt = shared / "prompt.md"
+    prompt.write_text("Investigate 'this' incident; $HOME {workspace} stays as written.\n")
+    incident = make_incident(event=make_fault_event(save=True, cluster="prod-eu-1"))
+    command = agent("--dump-env", "{incident_id}", "id={execution_id}", "{timeout}", "{prompt}")
+    run_triage("--once", "--timeout", "20", "--prompt-file", str(prompt), command=command)
+    folder = workspace_of(workspace_root, incident)
+    seen = json.loads((folder / "seen.json").read_text())
+    execution = AgentExecution.objects.get()
+    assert seen["argv"][-4:] == [
+        str(incident.incident_id),
+        f"id={execution.execution_id}",
+        "15",  # CONTAINER_TIMEOUT: 5 s below our 20 s
+        prompt.read_text(),  # the file's text, one argument, placeholders in it left alone
+    ]
+    assert seen["prompt_sent"] == prompt.read_text()
+    assert seen["env"]["KUBECONFIG"] == seen["env"]["KUBECONFIG_PATH"] == str(shared / "prod-eu-1")
 
 
 def test_rerun_starts_from_a_fresh_workspace(run_triage, workspace_root):
@@ -373,30 +455,28 @@ def test_rerun_starts_from_a_fresh_workspace(run_triage, workspace_root):
     assert incident.failure_reason == "investigation report missing"
 
 
-def test_unwritable_workspace_root_fails_each_incident_and_keeps_going(run_triage, tmp_path):
-    blocker = tmp_path / "not-a-directory"
+def test_unusable_workspace_root_stops_claiming_and_drains_nothing(run_triage, shared):
+    blocker = shared / "not-a-directory"
     blocker.write_text("")
     first, second = make_incident(), make_incident()
-    summary = run_triage("--until-empty", command=agent(), root=blocker / "workspaces")
+    root = blocker / "workspaces"
+    with pytest.raises(CommandError, match=f"stopped early: workspace root {root} unusable: ") as e:
+        run_triage("--until-empty", command=agent(), root=root)
+    assert e.value.returncode == 4
     for incident in (first, second):
         incident.refresh_from_db()
-        assert incident.status == Status.AGENT_FAILED
-        assert incident.failure_reason.startswith(
-            f"workspace {blocker / 'workspaces' / str(incident.incident_id)} not writable: "
-        )
-        execution = AgentExecution.objects.get(incident=incident)
-        assert execution.error_message == incident.failure_reason
-    assert summary.startswith("triaged 2: resolved 0, failed 0, agent_failed 2")
+        assert incident.status == Status.PENDING  # never claimed, never failed
+    assert not AgentExecution.objects.exists()
 
 
 # -- the queue ----------------------------------------------------------------------------------
-def test_incidents_are_taken_oldest_first(run_triage, tmp_path):
+def test_incidents_are_taken_oldest_first(run_triage, shared):
     now = timezone.now()
     newest = make_incident(created_at=now - timedelta(minutes=1))
     oldest = make_incident(created_at=now - timedelta(minutes=30))
     middle = make_incident(created_at=now - timedelta(minutes=10))
     make_incident(status=Status.RESOLVED, created_at=now - timedelta(hours=1))
-    order = tmp_path / "order.txt"
+    order = shared / "order.txt"
     summary = run_triage("--until-empty", command=agent("--record", str(order)))
     expected = [str(incident.incident_id) for incident in (oldest, middle, newest)]
     assert order.read_text().split() == expected
@@ -475,7 +555,7 @@ def test_open_execution_of_a_lost_worker_is_closed_not_duplicated(store):
     assert AgentExecution.objects.filter(incident=lost).count() == 1
 
 
-def test_incident_lost_twice_is_agent_failed(run_triage, tmp_path):
+def test_incident_lost_twice_is_agent_failed(run_triage, shared):
     started = timezone.now() - timedelta(minutes=10)
     lost = make_incident(status=Status.INVESTIGATING, started_at=started)
     make_execution(
@@ -485,7 +565,7 @@ def test_incident_lost_twice_is_agent_failed(run_triage, tmp_path):
         exit_code=None,
         error_message=f"{WORKER_LOST}: earlier",
     )
-    order = tmp_path / "order.txt"
+    order = shared / "order.txt"
     summary = run_triage("--until-empty", "--timeout", "60", command=agent("--record", str(order)))
     lost.refresh_from_db()
     assert lost.status == Status.AGENT_FAILED
@@ -520,10 +600,10 @@ def test_a_run_that_outlived_its_claim_does_not_complete_the_incident(store, wor
         ("small", Status.AGENT_FAILED),
     ],
 )
-def test_default_agent_is_the_stub(run_triage, monkeypatch, outcome, status):
+def test_stub_agent_runs_when_named(run_triage, monkeypatch, outcome, status):
     monkeypatch.setenv("TRIAGE_STUB_OUTCOME", outcome)
     incident = make_incident()
-    run_triage("--once")
+    run_triage("--once", command="stub")
     incident.refresh_from_db()
     assert incident.status == status
     if outcome in ("resolved", "partial"):
@@ -536,9 +616,9 @@ def test_default_agent_is_the_stub(run_triage, monkeypatch, outcome, status):
 # a file database (the demo's) handles concurrent slots, PostgreSQL is what this test pins down.
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_slots_run_each_incident_once(run_triage, tmp_path):
+def test_concurrent_slots_run_each_incident_once(run_triage, shared):
     incidents = [make_incident() for _ in range(8)]
-    order = tmp_path / "order.txt"
+    order = shared / "order.txt"
     summary = run_triage(
         "--until-empty",
         "--concurrency",
@@ -549,3 +629,99 @@ def test_concurrent_slots_run_each_incident_once(run_triage, tmp_path):
     assert AgentExecution.objects.count() == 8
     assert set(Incident.objects.values_list("status", flat=True)) == {Status.RESOLVED}
     assert summary.startswith("triaged 8: resolved 8")
+
+
+# -- nightcrier's run-agent.sh, unchanged, through the placeholders -----------------------------
+NIGHTCRIER = (
+    "bash {script} --workspace {{workspace}} --model sonnet "
+    "--allowed-tools Read,Grep,Glob,Bash --timeout {{timeout}} --agent claude {{prompt}}"
+)
+
+
+@pytest.fixture
+def nightcrier(shared, monkeypatch, settings):
+    """nightcrier's environment, a fake `docker` on PATH and a kubeconfig for the cluster."""
+    bin_dir = shared / "bin"
+    bin_dir.mkdir(mode=0o755)
+    docker = bin_dir / "docker"
+    docker.write_bytes((Path(__file__).parent / "agents" / "fake_docker").read_bytes())
+    docker.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    for name, value in {
+        "AGENT_CLI": "claude",
+        "AGENT_IMAGE": "nightcrier-agent:latest",
+        "LLM_MODEL": "sonnet",
+        "AGENT_ALLOWED_TOOLS": "Read,Grep,Glob,Bash",
+        "ANTHROPIC_API_KEY": "sk-ant-test",
+    }.items():
+        monkeypatch.setenv(name, value)
+    kube = shared / "kube"
+    kube.mkdir(mode=0o755)
+    (kube / "prod-eu-1").write_text("apiVersion: v1\nkind: Config\n")
+    settings.TRIAGE_KUBECONFIG_DIR = str(kube)
+    settings.TRIAGE_AGENT_PASS_ENV = ["FAKE_DOCKER_MODE"]
+    prompt = shared / "prompt.md"
+    prompt.write_text('Investigate incident.json; it\'s "quoted", $HOME stays literal.\n')
+    script = agent_script("nightcrier_run_agent.sh")
+    return {"command": NIGHTCRIER.format(script=script), "prompt": prompt, "kube": kube}
+
+
+def test_nightcriers_run_agent_runs_unchanged_and_resolves(run_triage, workspace_root, nightcrier):
+    incident = make_incident(event=make_fault_event(save=True, cluster="prod-eu-1"))
+    run_triage(
+        "--once", "--timeout", "60", "--prompt-file", str(nightcrier["prompt"]),
+        command=nightcrier["command"],
+    )  # fmt: skip
+    incident.refresh_from_db()
+    folder = workspace_of(workspace_root, incident)
+    assert incident.status == Status.RESOLVED, incident.failure_reason
+    report = TriageReport.objects.get(incident=incident)
+    assert report.report_markdown == (folder / "output" / "investigation.md").read_text()
+    assert f"nightcrier-agent-{incident.incident_id}" in report.report_markdown  # INCIDENT_ID
+    prompt = nightcrier["prompt"].read_text()
+    sent = (folder / "prompt-sent.md").read_text()
+    assert sent.startswith(prompt)  # written before the run, then appended to by the script
+    assert "## Preloaded context" in sent
+    docker = (folder / "output" / "docker-args.txt").read_text().splitlines()
+    assert docker[:3] == ["--rm", "--stop-timeout", "54"]  # CONTAINER_TIMEOUT below our 60 s
+    assert f"{folder}/incident.json:/home/agent/incident.json:ro" in docker
+    assert f"{nightcrier['kube']}/prod-eu-1:/home/agent/.kube/config:ro" in docker
+    assert docker[-1].startswith("claude -p ") and "$HOME stays literal." in docker[-1]
+
+
+@pytest.mark.parametrize(
+    ("mode", "code", "reason"),
+    [
+        ("hang", 124, "agent timed out (exit 124: its timeout wrapper fired)"),
+        ("oom", 137, "agent killed (exit 137: SIGKILL, from a timeout wrapper or the OOM killer)"),
+    ],
+)
+def test_wrapper_timeout_and_sigkill_exits_are_timeouts(
+    run_triage, workspace_root, nightcrier, monkeypatch, mode, code, reason
+):
+    monkeypatch.setenv("FAKE_DOCKER_MODE", mode)
+    incident = make_incident()
+    run_triage(
+        "--once", "--timeout", "4", "--prompt-file", str(nightcrier["prompt"]),
+        command=nightcrier["command"],
+    )  # fmt: skip
+    incident.refresh_from_db()
+    assert (incident.status, incident.exit_code) == (Status.AGENT_FAILED, code)
+    assert incident.failure_reason.startswith(reason)
+    assert not TriageReport.objects.exists()
+
+
+# -- F5: nothing an agent started outlives its run, nothing accumulates in the worker ------------
+def test_setsid_daemons_die_with_their_runs_and_nothing_leaks(run_triage, workspace_root):
+    hostile = shlex.join([agent_python(), str(agent_script("hostile_agent.py")), "setsid"])
+    make_incident()
+    run_triage("--until-empty", command=hostile)  # warm-up: imports, the database connection
+    threads, fds = threading.active_count(), len(os.listdir("/proc/self/fd"))
+    incidents = [make_incident() for _ in range(5)]
+    summary = run_triage("--until-empty", command=hostile)
+    assert summary.startswith("triaged 5: resolved 5")
+    for incident in incidents:
+        folder = workspace_of(workspace_root, incident)
+        daemon = json.loads((folder / "attack.json").read_text())["loot"]["daemon"]
+        assert not _alive(daemon, wait=0)
+    assert (threading.active_count(), len(os.listdir("/proc/self/fd"))) == (threads, fds)

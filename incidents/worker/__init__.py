@@ -10,18 +10,23 @@ For each pending incident, oldest first, a worker
 5. completes the incident (see `incidents.worker.pipeline` for the verdict table).
 
 The agent command is split like a shell would (`shlex`) and run without a shell, with the
-workspace as its working directory. Its environment is the worker's minus DATABASE_URL, DJANGO_*
-and PG*, plus:
+workspace as its working directory; `{workspace}`, `{incident_id}`, `{execution_id}`,
+`{timeout}` and `{prompt}` are filled in within their arguments (see `WorkerConfig.argv`), and
+`stub` names the shipped demo agent. A root worker runs agents as `TRIAGE_AGENT_USER` (never
+root); their environment is an allow-list (see `incidents.worker.agent`) plus:
 
-    TRIAGE_INCIDENT_ID      the incident's UUID
-    TRIAGE_EXECUTION_ID     this run's AgentExecution UUID
-    TRIAGE_WORKSPACE        the workspace folder (also the working directory)
-    TRIAGE_INCIDENT_FILE    <workspace>/incident.json
-    TRIAGE_EVENT_FILE       <workspace>/event.json
-    TRIAGE_OUTPUT_DIR       <workspace>/output (empty at start)
-    TRIAGE_REPORT_FILE      <workspace>/output/investigation.md, the file to write
-    TRIAGE_TIMEOUT_SECONDS  the time the agent has before it is terminated
-    PYTHONPATH              the project directory first (so `python -m incidents.stub_agent` runs)
+    TRIAGE_INCIDENT_ID, INCIDENT_ID     the incident's UUID
+    TRIAGE_EXECUTION_ID                 this run's AgentExecution UUID
+    TRIAGE_WORKSPACE, HOME              the workspace folder (also the working directory)
+    TRIAGE_INCIDENT_FILE                <workspace>/incident.json (nightcrier's fields and ours)
+    TRIAGE_EVENT_FILE                   <workspace>/event.json (the record as upstream sent it)
+    TRIAGE_PROMPT_FILE                  <workspace>/prompt-sent.md (TRIAGE_AGENT_PROMPT_FILE's text)
+    TRIAGE_OUTPUT_DIR                   <workspace>/output (empty at start)
+    TRIAGE_REPORT_FILE                  <workspace>/output/investigation.md, the file to write
+    TRIAGE_TIMEOUT_SECONDS              the time the agent has before it is terminated
+    CONTAINER_TIMEOUT                   a little less: for the agent's own `timeout` wrapper
+    KUBECONFIG, KUBECONFIG_PATH         TRIAGE_KUBECONFIG_DIR/<cluster>, when that file exists
+    PYTHONPATH                          the project directory first (for the stub agent)
 
 Crash safety: a worker that dies leaves its incident investigating with an open execution. Any
 worker finds incidents investigating for longer than timeout + 2 x kill grace (no run can take

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import shlex
-from dataclasses import dataclass
+import shutil
+import sys
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+
+from incidents.worker.isolation import AgentIdentity, agent_identity, can_reach
+
+# The agent command's placeholders: each is replaced inside the one argument it appears in.
+PLACEHOLDERS = ("workspace", "incident_id", "execution_id", "timeout", "prompt")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_]+)\}")
+# `TRIAGE_AGENT_COMMAND=stub`: the shipped demo agent, which writes synthetic reports.
+STUB = "stub"
+STUB_MODULE = "incidents.stub_agent"
+SYSTEM_PYTHONS = "/usr/local/bin:/usr/bin:/bin"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -21,27 +35,60 @@ class WorkerConfig:
     poll_interval: float = 5.0  # seconds between looks at an empty queue
     concurrency: int = 1
     log_limit_bytes: int = 10 * 1024 * 1024  # per stream
+    prompt: str | None = None  # the text of TRIAGE_AGENT_PROMPT_FILE
+    kubeconfig_dir: Path | None = None
+    pass_env: tuple[str, ...] = ()  # extra variable names the agent may see
+    identity: AgentIdentity = field(default_factory=agent_identity)
 
     def __post_init__(self) -> None:
-        if not self.argv:
+        if not self.template:
             raise ValueError("the agent command is empty")
         for name in ("timeout", "kill_grace", "poll_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {self.concurrency}")
+        for name in _PLACEHOLDER.findall(self.agent_command):
+            if name not in PLACEHOLDERS:
+                known = ", ".join(f"{{{known}}}" for known in PLACEHOLDERS)
+                raise ValueError(f"unknown placeholder {{{name}}} (known: {known})")
+        if "{prompt}" in self.agent_command and self.prompt is None:
+            raise ValueError("{prompt} needs TRIAGE_AGENT_PROMPT_FILE (the prompt's text)")
 
     @property
-    def argv(self) -> list[str]:
-        """The agent command split like a shell would (no shell runs it).
+    def is_stub(self) -> bool:
+        return self.agent_command.strip() == STUB
 
-        A relative program path (`scripts/agent`) is made absolute against the worker's working
+    @property
+    def template(self) -> list[str]:
+        """The agent command split like a shell would (no shell runs it), placeholders unfilled.
+
+        `stub` is the shipped demo agent, run with a Python the agent's user can execute. A
+        relative program path (`scripts/agent`) is made absolute against the worker's working
         directory, since the agent itself runs in its workspace.
         """
+        if self.is_stub:
+            return [stub_python(self.identity), "-m", STUB_MODULE]
         argv = shlex.split(self.agent_command)
         if argv and os.sep in argv[0] and not os.path.isabs(argv[0]):
             argv[0] = os.path.abspath(argv[0])
         return argv
+
+    def argv(self, **values: str) -> list[str]:
+        """The command for one run: every placeholder replaced by its value, within its argument
+        (a prompt with spaces and quotes stays one argument)."""
+        return [
+            _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), arg)
+            for arg in self.template
+        ]
+
+    @property
+    def container_timeout(self) -> int:
+        """CONTAINER_TIMEOUT and `{timeout}`: whole seconds, below our own timeout, so an agent
+        wrapper's own `timeout` (nightcrier's run-agent.sh) fires first and reports 124: 10 %
+        less, by 5 s to 60 s (a wrapper needs seconds to stop a container), at least 1 s."""
+        margin = min(60.0, max(5.0, self.timeout * 0.1))
+        return max(1, math.floor(self.timeout - margin))
 
     @property
     def lost_after(self) -> timedelta:
@@ -51,3 +98,13 @@ class WorkerConfig:
         writes after it. Older than this, the worker that claimed it is gone.
         """
         return timedelta(seconds=self.timeout + 2 * self.kill_grace)
+
+
+def stub_python(identity: AgentIdentity) -> str:
+    """This Python when the agent's user can run it, else a system python3 it can (the stub
+    needs the standard library only): a root worker's Python often lives under /root."""
+    candidates = [sys.executable, shutil.which("python3", path=SYSTEM_PYTHONS)]
+    for candidate in candidates:
+        if candidate and can_reach(Path(candidate), identity, bits=5):
+            return candidate
+    return sys.executable

@@ -6,6 +6,12 @@ With concurrency N, N slots run in threads, each with its own database connectio
 the slot ends; with 1, the slot runs in the calling thread (tests rely on that to share their
 transaction). `stop()` (wired to SIGTERM/SIGINT by the command) stops claiming; agents already
 running finish, up to their timeout, and their incidents are recorded.
+
+The worker stops early, and says why in `Summary.failure`, when it cannot go on without
+harming the queue: the database failed in `once`/`until_empty` mode (a long-running worker
+waits and retries instead), or the workspace root is unusable and cannot be repaired (every
+incident would fail). It then claims nothing more: an incident whose run the database failed
+stays investigating until recovery counts it lost; one the root failed goes back to pending.
 """
 
 from __future__ import annotations
@@ -13,12 +19,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from django.db import DatabaseError, connections, transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from incidents.choices import Status
@@ -26,6 +34,7 @@ from incidents.models import Incident
 from incidents.store import DjangoStateStore, StoreError
 from incidents.worker.config import WorkerConfig
 from incidents.worker.pipeline import triage_incident
+from incidents.worker.workspace import WorkspaceRootError, ensure_root
 
 logger = logging.getLogger("incidents.worker")
 
@@ -46,7 +55,16 @@ class Summary:
     requeued: int = 0  # lost incidents returned to pending
     abandoned: int = 0  # lost twice: agent_failed
     started: float = field(default_factory=time.monotonic)
+    failure: str = ""  # why the worker stopped early ("" when it did not)
+    failure_kind: str = ""  # "database" or "workspace"
+    left: str = ""  # what the queue held when it stopped early
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def fail(self, kind: str, reason: str) -> None:
+        """Record the first reason to stop early (later slots fail for the same one)."""
+        with self._lock:
+            if not self.failure:
+                self.failure_kind, self.failure = kind, reason
 
     def count(self, status: str) -> None:
         with self._lock:
@@ -66,11 +84,14 @@ class Summary:
         counts = ", ".join(f"{status} {self.outcomes[status]}" for status in OUTCOMES[:3])
         lost = self.outcomes["claim_lost"]
         late = f", claim lost {lost}" if lost else ""
-        return (
+        line = (
             f"triaged {self.triaged}: {counts}{late}; "
             f"lost requeued {self.requeued}, lost twice {self.abandoned} "
             f"in {time.monotonic() - self.started:.1f}s"
         )
+        if self.failure:
+            line += f"; stopped early ({self.failure_kind}), left: {self.left}"
+        return line
 
 
 class Worker:
@@ -89,6 +110,7 @@ class Worker:
         self.store_factory = store_factory
         self.recovery_interval = max(recovery_interval, config.poll_interval)
         self.summary = Summary()
+        self._in_flight: set[uuid.UUID] = set()  # incidents claimed and not yet recorded
         self._stop = threading.Event()
         self._recovery_lock = threading.Lock()
         self._last_recovery = float("-inf")
@@ -126,6 +148,8 @@ class Worker:
             for thread in threads:
                 while thread.is_alive():  # short joins keep the main thread responsive to signals
                     thread.join(timeout=0.5)
+        if self.summary.failure:
+            self.summary.left = self._what_is_left()
         logger.info(
             "worker finished: %s",
             self.summary.line(),
@@ -187,6 +211,8 @@ class Worker:
         while not self.stopping:
             try:
                 self._recover(store)
+                # Before each claim: an agent may have taken the root's mode (`chmod 000`).
+                ensure_root(self.config.workspace_root)
                 if not self._take_claim():
                     return
                 incident = store.claim_next_incident()
@@ -196,19 +222,60 @@ class Worker:
                     self._stop.wait(self.config.poll_interval)
                     continue
                 self._triage(store, incident)
-            except DatabaseError:
+            except WorkspaceRootError as error:
+                self._stop_early("workspace", str(error))
+            except DatabaseError as error:
                 # The database is unreachable or refused a write. A claimed incident stays
                 # investigating and is recovered as lost; a long-running worker waits and retries.
                 if self.mode != Mode.FOREVER:
-                    raise
+                    first_line = (str(error).strip().splitlines() or [repr(error)])[0]
+                    self._stop_early("database", f"database error: {first_line}")
+                    return
                 logger.exception("database error; retrying", extra={"step": "database error"})
                 connections[store.using].close()
                 self._stop.wait(self.config.poll_interval)
 
+    def _stop_early(self, kind: str, reason: str) -> None:
+        logger.error(
+            "worker stops claiming: %s",
+            reason,
+            extra={"step": "stopped early", "reason": reason},
+        )
+        self.summary.fail(kind, reason)
+        self.stop()
+
+    def _what_is_left(self) -> str:
+        """The queue when the worker stopped early, as far as the database still answers."""
+        claimed = len(self._in_flight)
+        mine = f"{claimed} claimed by this worker and not recorded (requeued once counted lost)"
+        try:
+            counts = dict(
+                Incident.objects.filter(status__in=[Status.PENDING, Status.INVESTIGATING])
+                .values_list("status")
+                .annotate(Count("pk"))
+                .order_by()
+            )
+        except DatabaseError:
+            return f"queue unknown (database unreachable), {mine}"
+        finally:
+            if threading.current_thread() is not threading.main_thread():
+                connections.close_all()
+        return (
+            f"{counts.get(Status.PENDING, 0)} pending, "
+            f"{counts.get(Status.INVESTIGATING, 0)} investigating, "
+            f"{mine}"
+        )
+
     def _triage(self, store: DjangoStateStore, incident: Incident) -> None:
         """Triage a claimed incident; a bug in the pipeline fails that incident, not the worker."""
+        self._in_flight.add(incident.incident_id)
         try:
             outcome = triage_incident(store, incident, self.config)
+        except WorkspaceRootError:
+            # Not this incident's fault: back to the queue for a worker with a usable root.
+            store.update_incident_status(incident.incident_id, Status.PENDING)
+            self._in_flight.discard(incident.incident_id)
+            raise
         except DatabaseError:
             raise
         except Exception as error:
@@ -230,5 +297,7 @@ class Worker:
             except StoreError:
                 pass  # it was completed before the error: nothing left to record
             self.summary.count(Status.AGENT_FAILED)
+            self._in_flight.discard(incident.incident_id)
             return
+        self._in_flight.discard(incident.incident_id)
         self.summary.count(outcome.status)

@@ -17,7 +17,9 @@ How a run ends (the verdict):
 | exit 0, no report                             | agent_failed | investigation report missing |
 | exit 0, report under 100 bytes                | agent_failed | investigation report too small |
 | exit 0, report not a regular file / too large | agent_failed | investigation report ...     |
-| exit N != 0                                   | failed       | agent exited with code N: ... |
+| exit 124 (its wrapper's `timeout` fired)      | agent_failed | agent timed out (exit 124 ...) |
+| exit 137 (128 + SIGKILL: `timeout -k`, OOM)   | agent_failed | agent killed (exit 137 ...)  |
+| exit N != 0, any other                        | failed       | agent exited with code N: ... |
 | killed by a signal we did not send            | agent_failed | agent killed by signal SIGxxx |
 | still running after the timeout               | agent_failed | timed out after N s          |
 | command not found / not executable            | agent_failed | agent could not start: ...   |
@@ -25,7 +27,14 @@ How a run ends (the verdict):
 
 A non-zero exit keeps a valid report if the agent wrote one: a partial investigation is still
 what an on-call engineer wants to read, and the status says it is not a verdict. A timed-out or
-killed agent's report is not kept (it may be half-written).
+killed agent's report is not kept (it may be half-written). nightcrier differs: any non-zero
+exit is `agent_failed` there; here `failed` means the agent ran and said it failed, while
+`agent_failed` means the agent itself broke (could not start, timed out, was killed, wrote no
+usable report).
+
+The report is read without trusting the folder it is in (the agent owned it): the workspace,
+`output/` and the report are each opened without following symlinks, and the report must be a
+regular file with one link (a hard link to a file of the worker's would have two).
 """
 
 from __future__ import annotations
@@ -34,11 +43,11 @@ import errno
 import logging
 import os
 import signal
-import stat
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -50,12 +59,28 @@ from incidents.rendering import render_markdown
 from incidents.store import WORKER_LOST, DjangoStateStore
 from incidents.worker.agent import AgentResult, agent_environment, run_agent
 from incidents.worker.config import WorkerConfig
-from incidents.worker.workspace import Workspace, WorkspaceError, prepare_workspace
+from incidents.worker.isolation import is_private_file
+from incidents.worker.workspace import (
+    Workspace,
+    WorkspaceError,
+    WorkspaceRootError,
+    completed_document,
+    incident_document,
+    open_folder,
+    prepare_workspace,
+    rewrite_incident,
+)
 
 logger = logging.getLogger("incidents.worker")
 
 MIN_REPORT_BYTES = 100
 MAX_REPORT_BYTES = 2 * 1024 * 1024
+# Exit codes that mean the agent's own wrapper ran out of time (`timeout`: 124) or killed it
+# (128 + SIGKILL, as `timeout -k`, docker and the OOM killer report it).
+WRAPPER_TIMEOUT_EXITS = {
+    124: "agent timed out (exit 124: its timeout wrapper fired)",
+    137: "agent killed (exit 137: SIGKILL, from a timeout wrapper or the OOM killer)",
+}
 ERROR_TAIL_CHARS = 2000
 
 
@@ -87,23 +112,34 @@ def clean_text(text: str) -> str:
     return text.replace("\x00", "\ufffd")
 
 
-def read_report(workspace: Workspace) -> tuple[str | None, str]:
-    """The report's markdown, or None and why it is not acceptable.
-
-    The file is opened without following symlinks and must be a regular file: an agent must not
-    be able to publish, say, the worker's secret key by linking to it.
-    """
+def _open_report(workspace: Workspace) -> int:
+    """The report's descriptor, reached without following any symlink the agent left."""
+    folder = open_folder(workspace.path)
     try:
-        fd = os.open(workspace.report_file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        output = open_folder(workspace.output_dir.name, parent_fd=folder)
+    finally:
+        os.close(folder)
+    try:
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+        return os.open(workspace.report_file.name, flags, dir_fd=output)
+    finally:
+        os.close(output)
+
+
+def read_report(workspace: Workspace) -> tuple[str | None, str]:
+    """The report's markdown, or None and why it is not acceptable (see the module docstring:
+    an agent must not publish, say, the worker's secret key by linking to it)."""
+    try:
+        fd = _open_report(workspace)
     except FileNotFoundError:
         return None, "investigation report missing"
     except OSError as error:
-        if error.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
+        if error.errno in (errno.ELOOP, errno.ENOTDIR):  # O_NOFOLLOW met a symlink
             return None, "investigation report is not a regular file"
         return None, f"investigation report unreadable: {error.strerror or error}"
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
+        if not is_private_file(info):
             return None, "investigation report is not a regular file"
         if info.st_size < MIN_REPORT_BYTES:
             return None, (
@@ -138,6 +174,8 @@ def judge(result: AgentResult, workspace: Workspace, *, timeout: float) -> Verdi
         return Verdict(
             Status.AGENT_FAILED, None, _with_stderr(f"agent killed by signal {name}", result)
         )
+    if code in WRAPPER_TIMEOUT_EXITS:
+        return Verdict(Status.AGENT_FAILED, code, _with_stderr(WRAPPER_TIMEOUT_EXITS[code], result))
     report, problem = read_report(workspace)
     if code != 0:
         return Verdict(
@@ -148,16 +186,26 @@ def judge(result: AgentResult, workspace: Workspace, *, timeout: float) -> Verdi
     return Verdict(Status.RESOLVED, 0, "", report)
 
 
+def kubeconfig_for(directory: Path | None, cluster: str) -> Path | None:
+    """`<directory>/<cluster>` when that file exists (a cluster name is never a path)."""
+    if directory is None or not cluster or cluster in (".", "..") or "/" in cluster:
+        return None
+    path = Path(directory) / cluster
+    return path if path.is_file() else None
+
+
 def agent_env(
     workspace: Workspace,
     incident: Incident,
     execution_id: object,
-    timeout: float,
+    config: WorkerConfig,
     inherited_python_path: str = "",
 ) -> dict[str, str]:
-    """The variables the agent gets on top of the worker's (non-secret) environment."""
+    """The variables the agent gets on top of the allow-listed part of the worker's: ours
+    (TRIAGE_*) and nightcrier's names for the same things (INCIDENT_ID, CONTAINER_TIMEOUT,
+    KUBECONFIG)."""
     python_path = [str(settings.BASE_DIR), inherited_python_path]
-    return {
+    env = {
         "TRIAGE_INCIDENT_ID": str(incident.incident_id),
         "TRIAGE_EXECUTION_ID": str(execution_id),
         "TRIAGE_WORKSPACE": str(workspace.path),
@@ -165,10 +213,20 @@ def agent_env(
         "TRIAGE_EVENT_FILE": str(workspace.event_file),
         "TRIAGE_OUTPUT_DIR": str(workspace.output_dir),
         "TRIAGE_REPORT_FILE": str(workspace.report_file),
-        "TRIAGE_TIMEOUT_SECONDS": f"{timeout:g}",
+        "TRIAGE_PROMPT_FILE": str(workspace.prompt_file),
+        "TRIAGE_TIMEOUT_SECONDS": f"{config.timeout:g}",
+        "INCIDENT_ID": str(incident.incident_id),
+        "CONTAINER_TIMEOUT": str(config.container_timeout),
+        # The agent's home is its workspace: the worker's own is none of its business.
+        "HOME": str(workspace.path),
         # So the shipped stub runs as `python -m incidents.stub_agent` from the workspace.
         "PYTHONPATH": os.pathsep.join(part for part in python_path if part),
     }
+    kubeconfig = kubeconfig_for(config.kubeconfig_dir, incident.cluster)
+    if kubeconfig is not None:
+        # run-agent.sh reads KUBECONFIG_PATH; kubectl and the agent CLIs read KUBECONFIG.
+        env["KUBECONFIG"] = env["KUBECONFIG_PATH"] = str(kubeconfig)
+    return env
 
 
 def _log(message: str, incident: Incident, status: str, started: float, **fields: object) -> None:
@@ -202,16 +260,23 @@ def triage_incident(
 ) -> Outcome:
     """Run the agent for a claimed (investigating) incident and record everything. See above.
 
-    Raises only what the store raises (database errors); every agent or workspace failure
-    ends as a recorded verdict.
+    Raises only what the store raises (database errors) and WorkspaceRootError (the root is
+    unusable: the incident goes back to the queue, the worker stops claiming); every other agent
+    or workspace failure ends as a recorded verdict.
     """
     started = time.monotonic()
     execution = AgentExecution(incident_id=incident.incident_id, started_at=incident.started_at)
     _log("claimed", incident, incident.status, started, fault_type=incident.fault_type)
     try:
         workspace = prepare_workspace(
-            config.workspace_root, incident, execution_id=execution.execution_id
+            config.workspace_root,
+            incident,
+            execution_id=execution.execution_id,
+            identity=config.identity,
+            prompt=config.prompt,
         )
+    except WorkspaceRootError:
+        raise
     except WorkspaceError as error:
         execution.completed_at = max(execution.started_at, timezone.now())
         execution.error_message = str(error)
@@ -223,25 +288,25 @@ def triage_incident(
     _log("agent started", incident, incident.status, started, workspace=str(workspace.path))
 
     base_env = os.environ if base_env is None else base_env
-    env = agent_environment(
-        base_env,
-        agent_env(
-            workspace,
-            incident,
-            execution.execution_id,
-            config.timeout,
-            base_env.get("PYTHONPATH", ""),
-        ),
+    extra = agent_env(
+        workspace, incident, execution.execution_id, config, base_env.get("PYTHONPATH", "")
     )
     result = run_agent(
-        config.argv,
+        config.argv(
+            workspace=str(workspace.path),
+            incident_id=str(incident.incident_id),
+            execution_id=str(execution.execution_id),
+            timeout=str(config.container_timeout),
+            prompt=config.prompt or "",
+        ),
         cwd=workspace.path,
-        env=env,
+        env=agent_environment(base_env, extra, pass_env=config.pass_env),
         stdout_log=workspace.stdout_log,
         stderr_log=workspace.stderr_log,
         timeout=config.timeout,
         kill_grace=config.kill_grace,
         log_limit=config.log_limit_bytes,
+        identity=config.identity,
     )
     verdict = judge(result, workspace, timeout=config.timeout)
     execution.started_at = result.started_at
@@ -257,7 +322,31 @@ def triage_incident(
         agent_duration_s=round(result.duration_s, 3),
         dropped_log_bytes=result.dropped_bytes or None,
     )
+    _record_in_workspace(workspace, incident, execution, verdict)
     return _finish(store, incident, execution, verdict, started)
+
+
+def _record_in_workspace(
+    workspace: Workspace, incident: Incident, execution: AgentExecution, verdict: Verdict
+) -> None:
+    """incident.json after the run (nightcrier's completedAt, exitCode, failureReason,
+    logPaths); a failure to write it is logged, never a reason to lose the outcome."""
+    document = completed_document(
+        incident_document(incident, execution_id=execution.execution_id),
+        status=verdict.status,
+        completed_at=execution.completed_at,
+        exit_code=verdict.exit_code,
+        failure_reason=verdict.failure_reason,
+        log_paths={"stdout": str(workspace.stdout_log), "stderr": str(workspace.stderr_log)},
+    )
+    problem = rewrite_incident(workspace, document)
+    if problem:
+        logger.warning(
+            "%s (incident=%s)",
+            problem,
+            incident.incident_id,
+            extra={"step": "incident.json", "incident_id": str(incident.incident_id)},
+        )
 
 
 def _finish(

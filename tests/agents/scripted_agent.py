@@ -43,6 +43,7 @@ def main() -> int:
     parser.add_argument("--spawn-sleeper", action="store_true")
     parser.add_argument("--record", help="append this incident's id to FILE (order of runs)")
     parser.add_argument("--dump-env", action="store_true", help="write seen.json in the cwd")
+    parser.add_argument("extra", nargs="*", help="ignored (placeholders under test)")
     options = parser.parse_args()
 
     incident = json.loads(Path(os.environ["TRIAGE_INCIDENT_FILE"]).read_text())
@@ -51,6 +52,10 @@ def main() -> int:
             handle.write(incident["incidentId"] + "\n")
     if options.dump_env:
         seen = {
+            "argv": sys.argv[1:],
+            "uid": os.getuid(),
+            "incident": incident,
+            "prompt_sent": Path("prompt-sent.md").read_text(),
             "env": dict(os.environ),
             "cwd": os.getcwd(),
             "own_session": os.getsid(0) == os.getpid(),

@@ -16,7 +16,9 @@ class Command(BaseCommand):
     help = (
         "Create (or update) the staff user 'demo' with a newly generated password, printed once. "
         "Re-running gives the user a new password; the old one stops working. The user may view "
-        "and change incidents in the admin, and act on them as a responder."
+        "and change incidents in the admin, act on them as a responder, and add teammates "
+        "(Users: add one, put them in the viewer or responder group); not make anyone staff or "
+        "superuser."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -38,7 +40,12 @@ class Command(BaseCommand):
                 *Permission.objects.filter(
                     content_type__app_label="incidents",
                     codename__regex=r"^(view|change)_",
-                )
+                ),
+                # Teammates: incidents.admin.users keeps staff and superuser out of reach.
+                *Permission.objects.filter(
+                    content_type__app_label="auth",
+                    codename__in=("view_user", "add_user", "change_user", "view_group"),
+                ),
             )
             user.groups.add(responder_group())  # acknowledge, assign, close, silence
         action = "Created" if created else "Updated"
