@@ -311,7 +311,7 @@ def test_year_9999_and_year_1_timestamps_are_rejected_and_their_neighbours_store
     )
     assert status == 1
     assert stdout.splitlines()[-1] == (
-        "received 5: created 3, duplicate 0, coalesced 0, rejected 2, ignored 0"
+        "received 5: created 3, duplicate 0, coalesced 0, silenced 0, rejected 2, ignored 0"
     )
     accepted = "accepted from 2000-01-01T00:00:00Z up to 2100-01-01T00:00:00Z"
     assert stderr.splitlines() == [

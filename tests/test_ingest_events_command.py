@@ -339,7 +339,7 @@ def test_an_input_without_records_warns_instead_of_a_bare_received_0(tmp_path, c
     assert status == 0
     assert stderr.strip() == f"warning: {path} holds no record (empty or blank lines only)"
     assert stdout.splitlines()[-1] == (
-        "received 0: created 0, duplicate 0, coalesced 0, rejected 0, ignored 0"
+        "received 0: created 0, duplicate 0, coalesced 0, silenced 0, rejected 0, ignored 0"
     )
 
 
@@ -361,7 +361,7 @@ def test_a_bad_first_line_is_one_rejected_record_and_the_rest_is_read(tmp_path, 
     assert status == 1
     assert [entry.split(":")[1] for entry in stderr.splitlines()] == ["1", "2"]
     assert summary(stdout) == {"received": 4, "created": 2, "duplicate": 0, "coalesced": 0,
-                               "rejected": 2, "ignored": 0}  # fmt: skip
+                               "silenced": 0, "rejected": 2, "ignored": 0}  # fmt: skip
 
 
 def test_cluster_names_an_in_cluster_servers_records_and_keeps_its_own_value(tmp_path):
