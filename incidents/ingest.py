@@ -47,6 +47,7 @@ from django.utils import timezone
 from incidents.choices import Status
 from incidents.events import IgnoredRecord, RejectedRecord, parse_record
 from incidents.models import DENORMALIZED_FIELDS, FaultEvent, Incident
+from incidents.notifications import outbox as notifications
 
 logger = logging.getLogger("incidents.ingest")
 
@@ -245,6 +246,8 @@ class IngestionService:
             if to_create:
                 writer = _copy_insert if connection.vendor == "postgresql" else _executemany_insert
                 lost = writer(connection, to_create)
+                new = [(p.incident_id, p.event) for p in to_create if p.event.fault_id not in lost]
+                notifications.incidents_opened(self.using, new)  # in this batch's transaction
                 if lost:
                     outcomes = _reclassify_lost(connection, batch, outcomes, lost)
         return outcomes

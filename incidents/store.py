@@ -26,6 +26,7 @@ from incidents.models import (
     Incident,
     TriageReport,
 )
+from incidents.notifications import outbox as notifications
 from incidents.rendering import render_markdown
 
 # How recover_lost_incidents marks (and counts) the executions of workers that died mid-run.
@@ -191,6 +192,7 @@ class DjangoStateStore:
             with transaction.atomic(using=self.using):
                 FaultEvent.objects.using(self.using).bulk_create([event], ignore_conflicts=True)
                 incident.save(using=self.using, force_insert=True)
+                notifications.incidents_opened(self.using, [(incident.incident_id, event)])
         except IntegrityError as error:
             open_incident = (
                 self._incidents().filter(fault_id=event.fault_id, status__in=OPEN_STATUSES).first()
@@ -270,6 +272,7 @@ class DjangoStateStore:
             incident.exit_code = exit_code
             incident.failure_reason = failure_reason or None
             self._save_status(incident)
+            notifications.incident_completed(self.using, incident)
         return incident
 
     def _save_status(self, incident: Incident) -> None:
@@ -370,6 +373,7 @@ class DjangoStateStore:
                     report.save(using=self.using)
             except IntegrityError as error:
                 raise InvalidRecord(record, {"__all__": [str(error)]}) from None
+            notifications.report_recorded(self.using, report)
         return report
 
     def get_incident(self, incident_id: uuid.UUID | str) -> Incident | None:

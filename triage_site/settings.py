@@ -277,6 +277,21 @@ TRIAGE_SEVERITY_MAP = {"info": "low", "warning": "medium", "error": "high"}
 # A record larger than this is rejected whole, never truncated.
 TRIAGE_MAX_RECORD_BYTES = env_int("TRIAGE_MAX_RECORD_BYTES", default=1024 * 1024)
 
+# --- Notifications (incidents.notifications) ------------------------------------------------
+# Absolute links in Slack messages and webhook bodies. deliver_notifications refuses to start
+# without it when channels exist and DEBUG is off; development links to runserver.
+TRIAGE_BASE_URL = os.environ.get("TRIAGE_BASE_URL", "").strip().rstrip("/")
+if TRIAGE_BASE_URL and not TRIAGE_BASE_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured(f"TRIAGE_BASE_URL must start with https://, not {TRIAGE_BASE_URL!r}")
+if not TRIAGE_BASE_URL and DEBUG:
+    TRIAGE_BASE_URL = "http://127.0.0.1:8000"
+# Consecutive failed triage runs before one agents_degraded notification (and the banner).
+TRIAGE_DEGRADED_AFTER = env_int("TRIAGE_DEGRADED_AFTER", default=3)
+if TRIAGE_DEGRADED_AFTER < 1:
+    raise ImproperlyConfigured(
+        f"TRIAGE_DEGRADED_AFTER must be at least 1, not {TRIAGE_DEGRADED_AFTER}"
+    )
+
 # --- Indexes (scale) ------------------------------------------------------------------------
 # The dashboard's created_at-ordered indexes INCLUDE the summary's columns so PostgreSQL answers
 # the summary from the index alone. SQLite has no INCLUDE and builds them as plain indexes, which
