@@ -259,6 +259,8 @@ LOGGING = {
         },
     },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    # The HTTP client logs every request's full URL at INFO; a Slack webhook URL is a secret.
+    "loggers": {name: {"level": "WARNING"} for name in ("httpx2", "httpcore")},
 }
 
 # --- The triage pipeline -------------------------------------------------------------------
