@@ -2,6 +2,7 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_triage \\
         .venv/bin/python bench/ingest.py [--events 200000] [--batch-size 1000] [--keep]
+        [--with-channel]
 
 1. Generates N realistic fault records (samples/generate.py: every upstream shape, log samples,
    each record a new fault) to bench/out/ingest-events-N-RUN.jsonl (removed afterwards).
@@ -173,6 +174,12 @@ def delete_run(run: str) -> None:
 
     pattern = f"sub-{run}%"
     with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM notifications WHERE incident_id IN "
+            "(SELECT incident_id FROM incidents WHERE subscription_id LIKE %s)",
+            [pattern],
+        )
+        cursor.execute("DELETE FROM notification_channels WHERE name = %s", [f"bench-{run}"])
         cursor.execute("DELETE FROM incidents WHERE subscription_id LIKE %s", [pattern])
         cursor.execute("DELETE FROM fault_events WHERE subscription_id LIKE %s", [pattern])
     vacuum()
@@ -195,6 +202,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000, help="records (default 200000)")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--keep", action="store_true", help="keep the ingested rows and the file")
+    parser.add_argument(
+        "--with-channel",
+        action="store_true",
+        help="with a notification channel that every incident routes to (one outbox row each)",
+    )
     args = parser.parse_args()
 
     setup_django()
@@ -212,6 +224,11 @@ def main() -> None:
           f"{time.perf_counter() - started:.1f} s: {events}")  # fmt: skip
     print(f"database: {connection.vendor} {connection.settings_dict['NAME']}")
 
+    if args.with_channel:
+        from incidents.notifications.channels import create_channel
+
+        create_channel(name=f"bench-{run}", kind="slack", url="https://bench.invalid/hook")
+        print("with a notification channel that every incident routes to")
     vacuum()
     connection.close()  # the child gets the database to itself
     seconds, peak_mb, summary = run_command(events, args.batch_size)

@@ -284,7 +284,9 @@ TRIAGE_MAX_RECORD_BYTES = env_int("TRIAGE_MAX_RECORD_BYTES", default=1024 * 1024
 # without it when channels exist and DEBUG is off; development links to runserver.
 TRIAGE_BASE_URL = os.environ.get("TRIAGE_BASE_URL", "").strip().rstrip("/")
 if TRIAGE_BASE_URL and not TRIAGE_BASE_URL.startswith(("https://", "http://")):
-    raise ImproperlyConfigured(f"TRIAGE_BASE_URL must start with https://, not {TRIAGE_BASE_URL!r}")
+    raise ImproperlyConfigured(
+        f"TRIAGE_BASE_URL must start with https:// or http://, not {TRIAGE_BASE_URL!r}"
+    )
 if not TRIAGE_BASE_URL and DEBUG:
     TRIAGE_BASE_URL = "http://127.0.0.1:8000"
 # Consecutive failed triage runs before one agents_degraded notification (and the banner).

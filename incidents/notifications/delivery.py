@@ -30,6 +30,7 @@ from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
 import httpx2
+from django.conf import settings
 from django.db import DatabaseError, connections, router
 from django.utils import timezone
 
@@ -188,8 +189,6 @@ class Deliverer:
         transport: httpx2.BaseTransport | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        from django.conf import settings
-
         self.policy = policy or DeliveryPolicy()
         self.mode = mode
         self.concurrency = max(1, concurrency)
@@ -198,7 +197,9 @@ class Deliverer:
         self.using = using or router.db_for_write(Notification)
         self.transport = transport
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
-        self.token = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # Who holds a claim (shown in the admin); each claim adds its own suffix, so a slot whose
+        # lease ran out can never settle a row another slot of this process took since.
+        self.token = f"{socket.gethostname()[:30]}:{os.getpid()}"
         self.summary = Summary()
         self._stop = threading.Event()
 
@@ -263,7 +264,8 @@ class Deliverer:
 
     def deliver_one(self, client: httpx2.Client) -> bool:
         """Claim, send and settle one due notification; False when none is due."""
-        notification = outbox.claim(using=self.using, token=self.token, lease=self.policy.lease)
+        token = f"{self.token}:{uuid.uuid4().hex[:12]}"
+        notification = outbox.claim(using=self.using, token=token, lease=self.policy.lease)
         if notification is None:
             return False
         channel = notification.channel
@@ -274,10 +276,10 @@ class Deliverer:
             attempt = Attempt(Verdict.FAILED, error=f"message not built: {type(error).__name__}")
         else:
             attempt = send(client, channel.url, request, timeout=self.policy.timeout)
-        self._settle(notification, attempt)
+        self._settle(notification, attempt, token)
         return True
 
-    def _settle(self, notification: Notification, attempt: Attempt) -> None:
+    def _settle(self, notification: Notification, attempt: Attempt, token: str) -> None:
         now = timezone.now()
         attempts = notification.attempts + 1
         error = redact(attempt.error, notification.channel)[:ERROR_CHARS]
@@ -300,9 +302,7 @@ class Deliverer:
             if attempt.retry_after is not None:
                 delay = max(delay, min(attempt.retry_after, self.policy.max_retry_after))
             fields["next_attempt_at"] = now + timedelta(seconds=delay)
-        held = outbox.settle(
-            using=self.using, notification=notification, token=self.token, **fields
-        )
+        held = outbox.settle(using=self.using, notification=notification, token=token, **fields)
         counter = {Verdict.DELIVERED: "delivered", Verdict.FAILED: "failed"}.get(verdict, "retried")
         self.summary.count(counter if held else "lease_lost")
         logger.log(

@@ -66,7 +66,8 @@ def _report(notification: Notification) -> TriageReport | None:
     report_id = (notification.detail or {}).get("report_id")
     if not report_id:
         return None
-    return TriageReport.objects.filter(pk=report_id).defer("report_html").first()
+    reports = TriageReport.objects.using(notification._state.db).defer("report_html")
+    return reports.filter(pk=report_id).first()
 
 
 def incident_fields(incident: Incident, base_url: str) -> dict:
