@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from incidents.ingest import IngestionService
-from incidents.models import Incident, Notification, TriageReport
+from incidents.models import Incident, Notification, NotificationChannel, TriageReport
 from incidents.notifications import outbox
 from incidents.notifications.channels import create_channel
 from incidents.notifications.delivery import Deliverer, DeliveryPolicy, Mode
@@ -407,3 +407,27 @@ def test_slack_text_from_a_report_cannot_ping_everyone_or_forge_links(receiver):
     headline = message["blocks"][2]["text"]["text"]
     assert "<!channel>" not in headline and "<https://evil" not in headline
     assert "&lt;!channel&gt; &lt;https://evil.example|click&gt; &amp;" in headline
+
+
+def test_a_channel_switched_off_after_the_event_sends_nothing_and_keeps_the_row(receiver):
+    queued(receiver)
+    NotificationChannel.objects.update(enabled=False)
+    deliver()
+    (row,) = Notification.objects.all()
+    assert (row.status, row.last_error) == ("failed", "channel disabled")
+    assert receiver.to("/hook") == []
+
+
+def test_on_call_events_carry_who_and_why_into_slack(receiver):
+    create_channel(name="slack", kind="slack", url=receiver.url("/slack"), events=["closed"])
+    incident = DjangoStateStore().create_incident(make_fault_event())
+    with transaction.atomic():
+        note = "<!here> rolled back"
+        outbox.enqueue("closed", incident, by="alice", resolution="fixed", note=note)
+    deliver()
+    (request,) = receiver.to("/slack")
+    message = json.loads(request.body)
+    assert message["blocks"][0]["text"]["text"].endswith("Incident closed: CrashLoop")
+    text = message["blocks"][2]["text"]["text"]
+    assert "*By:* alice" in text and "*Resolution:* fixed" in text
+    assert "*Note:* &lt;!here&gt; rolled back" in text

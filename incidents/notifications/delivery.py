@@ -269,6 +269,9 @@ class Deliverer:
         if notification is None:
             return False
         channel = notification.channel
+        if not channel.enabled:  # switched off after the event: kept, retryable once back on
+            self._settle(notification, Attempt(Verdict.FAILED, error="channel disabled"), token)
+            return True
         try:
             request = build_request(notification, base_url=self.base_url)
         except Exception as error:  # a message that cannot be built will not build next time
