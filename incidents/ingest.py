@@ -246,7 +246,7 @@ class IngestionService:
             if to_create:
                 writer = _copy_insert if connection.vendor == "postgresql" else _executemany_insert
                 lost = writer(connection, to_create)
-                new = [(p.incident_id, p.event) for p in to_create if p.event.fault_id not in lost]
+                new = [p.incident_id for p in to_create if p.event.fault_id not in lost]
                 notifications.incidents_opened(self.using, new)  # in this batch's transaction
                 if lost:
                     outcomes = _reclassify_lost(connection, batch, outcomes, lost)

@@ -424,6 +424,22 @@ class Notification(models.Model):
         return f"{self.get_event_display()} to {self.channel_id} ({self.status})"
 
 
+class NotificationBatch(models.Model):
+    """Incidents a batch opened, written by ingestion in its transaction: one small row for a
+    thousand incidents. The deliverers route them to channels (`outbox.fan_out`), writing one
+    Notification per channel and incident and deleting this row in one transaction."""
+
+    created_at = models.DateTimeField(default=timezone.now)
+    incident_ids = models.JSONField(help_text="UUIDs of the incidents opened, as text.")
+
+    class Meta:
+        db_table = "notification_batches"
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{len(self.incident_ids)} incidents opened at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
 class AgentHealth(models.Model):
     """The agents' circuit breaker: one row (id 1), updated when a triage run ends.
 

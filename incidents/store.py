@@ -192,7 +192,7 @@ class DjangoStateStore:
             with transaction.atomic(using=self.using):
                 FaultEvent.objects.using(self.using).bulk_create([event], ignore_conflicts=True)
                 incident.save(using=self.using, force_insert=True)
-                notifications.incidents_opened(self.using, [(incident.incident_id, event)])
+                notifications.incidents_opened(self.using, [incident.incident_id])
         except IntegrityError as error:
             open_incident = (
                 self._incidents().filter(fault_id=event.fault_id, status__in=OPEN_STATUSES).first()

@@ -73,7 +73,10 @@ def queued(receiver, path="/hook", n=1, **channel):
     """A channel, and n incidents opened through the store (each writes its incident_opened)."""
     webhook(receiver, path, **channel)
     store = DjangoStateStore()
-    return [store.create_incident(make_fault_event()) for _ in range(n)]
+    incidents = [store.create_incident(make_fault_event()) for _ in range(n)]
+    while outbox.batches_waiting(using="default"):  # routed, as a deliverer would first
+        outbox.fan_out(using="default")
+    return incidents
 
 
 # -- end to end -----------------------------------------------------------------------------------

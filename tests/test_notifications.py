@@ -18,6 +18,7 @@ from incidents.models import (
     AgentHealth,
     Incident,
     Notification,
+    NotificationBatch,
     NotificationChannel,
     TriageReport,
 )
@@ -40,8 +41,17 @@ def channel(name="all", **overrides):
     return create_channel(name=name, **values)
 
 
+def fan_out() -> int:
+    """Route every waiting batch of opened incidents, as a deliverer does before sending."""
+    written = 0
+    while outbox.batches_waiting(using="default"):
+        written += outbox.fan_out(using="default")
+    return written
+
+
 def rows(**filters) -> list[tuple[str, str, object]]:
-    """(channel name, event, incident id) of the outbox rows, sorted."""
+    """(channel name, event, incident id) of the outbox rows once routed, sorted."""
+    fan_out()
     found = Notification.objects.filter(**filters).select_related("channel")
     return sorted((n.channel.name, n.event, n.incident_id) for n in found)
 
@@ -146,11 +156,12 @@ def test_no_row_without_the_change_and_no_change_without_its_row(store):
     store.create_incident(event)
     with pytest.raises(InvalidTransition):  # the fault already has an open incident
         store.create_incident(make_fault_event(fault_id=event.fault_id))
-    assert Notification.objects.count() == 1
+    assert NotificationBatch.objects.count() == 1
     with pytest.raises(RuntimeError), transaction.atomic():
         store.create_incident(make_fault_event())
         raise RuntimeError("the caller's transaction fails after the store call")
-    assert Notification.objects.count() == Incident.objects.count() == 1
+    assert NotificationBatch.objects.count() == Incident.objects.count() == 1
+    assert len(rows()) == 1 and not NotificationBatch.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -203,10 +214,22 @@ def test_ingestion_adds_one_channel_query_and_one_insert_per_batch_whatever_its_
     added = [sql for sql in with_channel[1] if "notification" in sql]
     assert len(added) == 2
     assert "notification_channels" in added[0]
-    assert added[1].startswith(("INSERT INTO", "INSERT OR IGNORE INTO"))
-    assert '"notifications"' in added[1]
+    assert added[1].startswith('INSERT INTO "notification_batches"')  # one row per batch
     assert len([sql for sql in without[1] if "notification" in sql]) == 1  # the channels only
-    assert Notification.objects.count() == 51
+    assert fan_out() == Notification.objects.count() == 51
+
+
+def test_fan_out_routes_a_batch_once_and_skips_incidents_gone_meanwhile(store):
+    channel("all")
+    channel("critical-only", min_severity="critical")
+    kept = store.create_incident(make_fault_event(severity="critical"))
+    gone = store.create_incident(make_fault_event())
+    Incident.objects.filter(pk=gone.pk).delete()
+    assert fan_out() == 2
+    assert rows() == sorted(
+        [("all", "incident_opened", kept.pk), ("critical-only", "incident_opened", kept.pk)]
+    )
+    assert outbox.fan_out(using="default") == 0  # nothing left to route
 
 
 def test_a_report_is_announced_once_even_when_recorded_again(store):
@@ -228,7 +251,7 @@ def test_a_report_is_announced_once_even_when_recorded_again(store):
 
 def test_no_channel_no_rows_and_no_incident_no_query(store, django_assert_num_queries):
     store.create_incident(make_fault_event())
-    assert not Notification.objects.exists()
+    assert not Notification.objects.exists() and not NotificationBatch.objects.exists()
     with transaction.atomic(), django_assert_num_queries(0):
         assert outbox.incidents_opened(None, []) == 0
 

@@ -247,7 +247,8 @@ class Deliverer:
         with self.client() as client:
             while not self.stopping:
                 try:
-                    if self.deliver_one(client):
+                    routed = outbox.fan_out(using=self.using)
+                    if self.deliver_one(client) or routed:
                         continue
                     wait = outbox.seconds_until_due(using=self.using)
                 except DatabaseError:

@@ -6,7 +6,9 @@ Writing (`enqueue` and the store's hooks `incidents_opened`, `report_recorded`,
 or roll back with it. Each call reads the enabled channels once and routes there (event,
 severity, cluster), then inserts one row per routed channel with `ON CONFLICT DO NOTHING` on
 (channel, dedup_key), so writing the same event twice sends it once. With no channel, a call is
-one small query; with no incident opened, none.
+one small query; with no incident opened, none. Opened incidents, which ingestion writes by the
+thousand, are the exception: their batch is one `NotificationBatch` row, routed a moment later
+by a deliverer (`fan_out`), in one transaction that writes the rows and deletes the batch.
 
 Claiming takes one due row with `SELECT … FOR UPDATE SKIP LOCKED` (PostgreSQL; SQLite's
 IMMEDIATE transactions serialize instead) and leases it to one deliverer until `locked_until`.
@@ -26,7 +28,13 @@ from django.db import router, transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
-from incidents.models import FaultEvent, Incident, Notification, NotificationChannel, TriageReport
+from incidents.models import (
+    Incident,
+    Notification,
+    NotificationBatch,
+    NotificationChannel,
+    TriageReport,
+)
 from incidents.notifications.channels import routes
 from incidents.notifications.kinds import DeliveryStatus, EventKind
 
@@ -94,30 +102,105 @@ def enqueue(
     return _insert(using, rows)
 
 
-def incidents_opened(using: str | None, opened: Sequence[tuple[uuid.UUID, FaultEvent]]) -> int:
-    """`incident_opened` for a batch of new incidents: (incident_id, its fault event) pairs.
+def incidents_opened(using: str | None, incident_ids: Sequence[uuid.UUID]) -> int:
+    """`incident_opened` for a batch of new incidents, as cheaply as ingestion needs it.
 
-    At most one query for the channels and one bulk insert, whatever the batch's size (the
-    insert is split only where the database caps a statement's parameters).
+    One query for the channels; with none, nothing else. With some, one small insert: a
+    NotificationBatch row listing the incidents, which a deliverer routes to channels shortly
+    after (`fan_out`). Writing a Notification per incident and channel here instead took a
+    quarter of ingestion's time when every incident went to a channel (bench/outbox.py).
+    Returns the number of incidents queued.
     """
-    if not opened:
+    if not incident_ids:
         return 0
     using = _using(using)
-    channels = _channels(using, EventKind.INCIDENT_OPENED)
+    if not _channels(using, EventKind.INCIDENT_OPENED):
+        return 0
+    NotificationBatch.objects.using(using).create(incident_ids=[str(i) for i in incident_ids])
+    return len(incident_ids)
+
+
+def fan_out(*, using: str) -> int:
+    """Route the oldest waiting batch of opened incidents: one Notification per routed channel
+    and incident, and the batch row deleted, in one transaction (SKIP LOCKED: deliverers share
+    the work). Incidents deleted meanwhile are skipped. Returns the notifications written; 0
+    also when no batch waits (see `batches_waiting`)."""
+    with transaction.atomic(using=using):
+        batch = (
+            NotificationBatch.objects.using(using)
+            .select_for_update(skip_locked=True)
+            .order_by("id")
+            .first()
+        )
+        if batch is None:
+            return 0
+        channels = _channels(using, EventKind.INCIDENT_OPENED)
+        pairs = []
+        ids = batch.incident_ids
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            incidents = Incident.objects.using(using).filter(
+                pk__in=ids[start : start + _IDS_PER_QUERY]
+            )
+            for incident_id, severity, cluster in incidents.values_list(
+                "incident_id", "severity", "cluster"
+            ):
+                pairs += [
+                    (channel.pk, incident_id)
+                    for channel in channels
+                    if routes(
+                        channel, EventKind.INCIDENT_OPENED, severity=severity, cluster=cluster
+                    )
+                ]
+        written = _insert_opened(using, pairs)
+        batch.delete(using=using)
+    return written
+
+
+def batches_waiting(*, using: str) -> bool:
+    return NotificationBatch.objects.using(using).exists()
+
+
+_IDS_PER_QUERY = 900  # under SQLite's oldest limit on a statement's parameters
+
+
+def _insert_opened(using: str, pairs: list[tuple[int, uuid.UUID]]) -> int:
+    """Insert `incident_opened` rows for (channel id, incident id) pairs; ON CONFLICT DO NOTHING
+    on (channel, dedup_key) makes a repeated fan-out harmless."""
+    if not pairs:
+        return 0
+    connection = transaction.get_connection(using)
+    if connection.vendor == "postgresql":
+        # Model instances cost more than the rows here: one statement from two arrays.
+        channel_ids, incident_ids = zip(*pairs, strict=True)
+        now = timezone.now()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _OPENED_SQL,
+                [EventKind.INCIDENT_OPENED.value, f"{EventKind.INCIDENT_OPENED}:",
+                 DeliveryStatus.PENDING.value, now, now, list(channel_ids), list(incident_ids)],
+            )  # fmt: skip
+        return len(pairs)
     rows = [
         Notification(
-            channel=channel,
+            channel_id=channel_id,
             event=EventKind.INCIDENT_OPENED,
             incident_id=incident_id,
             dedup_key=f"{EventKind.INCIDENT_OPENED}:{incident_id}",
         )
-        for channel in channels
-        for incident_id, fault in opened
-        if routes(
-            channel, EventKind.INCIDENT_OPENED, severity=fault.severity, cluster=fault.cluster
-        )
+        for channel_id, incident_id in pairs
     ]
     return _insert(using, rows)
+
+
+# PostgreSQL (13+ for gen_random_uuid): one statement for a batch's rows, from two arrays
+# (channel, incident). The values are the model's defaults for a new row; no input in the SQL.
+_OPENED_SQL = (
+    "INSERT INTO notifications (notification_id, channel_id, event, incident_id, detail, "
+    "dedup_key, status, attempts, created_at, next_attempt_at, locked_by, last_error) "
+    "SELECT gen_random_uuid(), c, %s, i, '{}'::jsonb, %s || i::text, %s, 0, "
+    "%s, %s, '', '' FROM unnest(%s::bigint[], %s::uuid[]) AS pairs (c, i) "
+    "ON CONFLICT (channel_id, dedup_key) DO NOTHING"
+)
 
 
 def report_recorded(using: str | None, report: TriageReport) -> int:
@@ -185,6 +268,8 @@ def settle(*, using: str, notification: Notification, token: str, **fields: obje
 def seconds_until_due(*, using: str, now: datetime | None = None) -> float | None:
     """Seconds until some pending notification can be claimed (0: now), None if none is pending."""
     now = now or timezone.now()
+    if batches_waiting(using=using):
+        return 0.0
     pending = Notification.objects.using(using).filter(status=DeliveryStatus.PENDING)
     times = pending.aggregate(
         due=Min("next_attempt_at", filter=Q(locked_until__isnull=True) | Q(locked_until__lte=now)),
