@@ -169,11 +169,13 @@ def time_copy(faults_path: Path, incidents_path: Path, fault_columns, incident_c
             wrapper.execute("DROP TABLE IF EXISTS bench_copy_incidents, bench_copy_fault_events")
 
 
-def delete_run(run: str) -> None:
+def delete_run(run: str, run_started=None) -> None:
     from django.db import connection
 
     pattern = f"sub-{run}%"
     with connection.cursor() as cursor:
+        if run_started is not None:  # the run's batches of opened incidents, never routed here
+            cursor.execute("DELETE FROM notification_batches WHERE created_at >= %s", [run_started])
         cursor.execute(
             "DELETE FROM notifications WHERE incident_id IN "
             "(SELECT incident_id FROM incidents WHERE subscription_id LIKE %s)",
@@ -224,6 +226,9 @@ def main() -> None:
           f"{time.perf_counter() - started:.1f} s: {events}")  # fmt: skip
     print(f"database: {connection.vendor} {connection.settings_dict['NAME']}")
 
+    from django.utils import timezone
+
+    run_started = timezone.now()
     if args.with_channel:
         from incidents.notifications.channels import create_channel
 
@@ -249,7 +254,7 @@ def main() -> None:
             print("COPY comparison: PostgreSQL only (set DATABASE_URL=postgres://…)")
     finally:
         if not args.keep:
-            delete_run(run)
+            delete_run(run, run_started)
             events.unlink()
 
 

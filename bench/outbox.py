@@ -72,12 +72,13 @@ def one_batch(records: list[dict], variant: str, channel_name: str) -> float:
     return elapsed
 
 
-def cleanup(run: str, channel_name: str) -> None:
+def cleanup(run: str, channel_name: str, started) -> None:
     from django.db import connection
 
-    from incidents.models import NotificationChannel
+    from incidents.models import NotificationBatch, NotificationChannel
 
     NotificationChannel.objects.filter(name=channel_name).delete()  # and its outbox rows
+    NotificationBatch.objects.filter(created_at__gte=started).delete()  # never routed here
     pattern = f"sub-{run}%"
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM incidents WHERE subscription_id LIKE %s", [pattern])
@@ -103,13 +104,16 @@ def main() -> None:
           f"{args.batch_size} records")  # fmt: skip
     times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     rng = random.Random(run)  # noqa: S311 - an order, not a secret
+    from django.utils import timezone
+
+    started = timezone.now()
     try:
         for _ in range(args.rounds):
             for variant in rng.sample(VARIANTS, len(VARIANTS)):
                 batch = [next(records) for _ in range(args.batch_size)]
                 times[variant].append(one_batch(batch, variant, channel_name))
     finally:
-        cleanup(run, channel_name)
+        cleanup(run, channel_name, started)
     # The fastest quarter is the least disturbed by other work on a shared machine.
     base = _quartile(times["no hook"])
     for variant, seconds in times.items():
