@@ -176,7 +176,8 @@ def test_429_with_retry_after_waits_at_least_that_long(receiver):
 def test_a_receiver_that_never_answers_times_out_and_is_retried(receiver):
     queued(receiver)
     receiver.answer("/hook", Answer(hang=True))
-    policy = DeliveryPolicy(timeout=0.5, backoff_base=0.05, max_attempts=3)
+    # A backoff of at least half a second: --once must not reach the retry in the same run.
+    policy = DeliveryPolicy(timeout=0.5, backoff_base=1, max_attempts=3)
     deliver(policy=policy, mode=Mode.ONCE)
     (row,) = Notification.objects.all()
     assert row.status == "pending" and row.attempts == 1
@@ -279,7 +280,9 @@ def wait_for(condition, timeout=30.0):
 def test_a_deliverer_killed_with_sigkill_mid_batch_loses_nothing(receiver):
     queued(receiver, n=5)
     receiver.answer("/hook", Answer(hang=True))  # the first send never returns
-    first = start_deliverer("--concurrency", "1", "--timeout", "1")
+    # A 3 s timeout leaves the test ample time to kill it mid-send, however busy the machine;
+    # its lease (3 x 3 + 5 s) is what the next deliverer waits out for that one notification.
+    first = start_deliverer("--concurrency", "1", "--timeout", "3")
     try:
         wait_for(lambda: len(receiver.to("/hook")) == 1)
     finally:
