@@ -44,6 +44,7 @@ from incidents.models import (
     IncidentActivity,
     TriageReport,
 )
+from incidents.notifications import outbox as notifications
 from incidents.oncall import OnCallMixin
 from incidents.rendering import render_markdown
 from incidents.store_batch import NewIncident, Outcome, write_batch
@@ -445,6 +446,7 @@ class DjangoStateStore(OnCallMixin):
                 to_value=target,
                 text=text,
             )
+            notifications.incident_completed(self.using, incident)
         return incident
 
     def _save_status(self, incident: Incident) -> None:
@@ -546,6 +548,7 @@ class DjangoStateStore(OnCallMixin):
                     report.save(using=self.using)
             except IntegrityError as error:
                 raise InvalidRecord(record, {"__all__": [str(error)]}) from None
+            notifications.report_recorded(self.using, report)
         return report
 
     def get_incident(self, incident_id: uuid.UUID | str) -> Incident | None:

@@ -86,6 +86,11 @@ TRIAGE_INGEST_BATCH_SIZE = env.int("TRIAGE_INGEST_BATCH_SIZE", default=1000)
 # /incidents.csv refuses (422, before any byte) a filter matching more rows than this: a file
 # that is whole, streamed in seconds, far inside any request timeout (see the README).
 TRIAGE_EXPORT_MAX_ROWS = env.int("TRIAGE_EXPORT_MAX_ROWS", default=100_000)
+# Absolute links in Slack messages and webhook bodies; deliver_notifications refuses to start
+# without it when channels exist and DEBUG is off.
+TRIAGE_BASE_URL = env.str("TRIAGE_BASE_URL", default="").strip().rstrip("/")
+# Consecutive failed triage runs before one agents_degraded notification (and the banner).
+TRIAGE_DEGRADED_AFTER = env.int("TRIAGE_DEGRADED_AFTER", default=3)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -353,11 +358,26 @@ LOGGING = {
         },
     },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    # The HTTP client logs every request's full URL at INFO; a Slack webhook URL is a secret.
+    "loggers": {name: {"level": "WARNING"} for name in ("httpx2", "httpcore")},
 }
 
 # --- The triage pipeline -------------------------------------------------------------------
 # Upstream kubernetes-mcp-server speaks log levels; we speak severities.
 TRIAGE_SEVERITY_MAP = {"info": "low", "warning": "medium", "error": "high"}
+
+# --- Notifications (incidents.notifications) ------------------------------------------------
+# (TRIAGE_BASE_URL and TRIAGE_DEGRADED_AFTER are read in the block at the top.)
+if TRIAGE_BASE_URL and not TRIAGE_BASE_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured(
+        f"TRIAGE_BASE_URL must start with https:// or http://, not {TRIAGE_BASE_URL!r}"
+    )
+if not TRIAGE_BASE_URL and DEBUG:
+    TRIAGE_BASE_URL = "http://127.0.0.1:8000"  # development links to runserver
+if TRIAGE_DEGRADED_AFTER < 1:
+    raise ImproperlyConfigured(
+        f"TRIAGE_DEGRADED_AFTER must be at least 1, not {TRIAGE_DEGRADED_AFTER}"
+    )
 
 # --- Indexes (scale) ------------------------------------------------------------------------
 # The dashboard's created_at-ordered indexes INCLUDE the summary's columns so PostgreSQL answers
