@@ -300,3 +300,7 @@ class TriageReport(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("incidents:report", args=[self.report_id])
+
+
+# The API's tokens live in their own module; imported here so Django registers the model.
+from incidents.api.models import ApiToken  # noqa: E402, F401
