@@ -10,6 +10,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from incidents import metrics
 from incidents.worker import Mode, Worker, WorkerConfig
 
 
@@ -80,6 +81,12 @@ class Command(BaseCommand):
             default=settings.TRIAGE_WORKSPACE_ROOT,
             help="Where each incident gets a folder (default TRIAGE_WORKSPACE_ROOT).",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=metrics.listen_address,
+            metavar="[ADDRESS:]PORT",
+            help="Serve Prometheus metrics (agent run durations) here (address: 127.0.0.1).",
+        )
 
     def handle(self, *args, **options) -> None:
         try:
@@ -106,6 +113,8 @@ class Command(BaseCommand):
             mode = Mode.UNTIL_EMPTY
         else:
             mode = Mode.FOREVER
+        if options["metrics_port"]:
+            metrics.serve_metrics(options["metrics_port"])
         worker = Worker(config, mode=mode)
         summary = self._run_with_signals(worker)
         self.stdout.write(summary.line())

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from incidents import metrics
 from incidents.mcp_client import MODES, SubscriptionFilters, parse_header
 from incidents.subscriber import IngestFailed, Subscriber, SubscriberConfig
 
@@ -114,6 +115,12 @@ class Command(BaseCommand):
             metavar="SECONDS",
             help="test hook: stop (flush, unsubscribe, exit 0) after SECONDS",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=metrics.listen_address,
+            metavar="[ADDRESS:]PORT",
+            help="Serve Prometheus metrics (ingestion outcomes) here (address: 127.0.0.1).",
+        )
 
     def handle(self, *args, **options) -> None:
         if options["verbosity"] < 3:
@@ -144,7 +151,14 @@ class Command(BaseCommand):
             exit_after=options["exit_after"],
         )
         try:
-            counts = Subscriber(config).run()
+            subscriber = Subscriber(config)
+            if options["metrics_port"]:
+                # The subscriber's own live counts, read at each scrape: no hook inside it.
+                metrics.serve_metrics(
+                    options["metrics_port"],
+                    metrics.IngestCountsCollector("mcp", lambda: subscriber.counts),
+                )
+            counts = subscriber.run()
         except IngestFailed as error:
             raise CommandError(str(error)) from error
         # The contract's summary line, last, as ingest_events prints it.
