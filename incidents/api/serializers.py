@@ -184,5 +184,6 @@ class ErrorSerializer(serializers.Serializer):
     """An error: a sentence, and for invalid parameters the messages of each."""
 
     detail = serializers.CharField()
-    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
-    errors.required = False
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()), required=False
+    )

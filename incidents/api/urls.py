@@ -3,6 +3,9 @@
 The API authenticates with tokens, not the sign-in session, so every view here is exempt from
 LoginRequiredMiddleware: the views' own authentication and permissions answer 401/403. The docs
 page is the exception: it is for people, behind the session sign-in.
+
+Ids are matched as text, not with the uuid converter: a malformed id reaches the view, which
+answers the API's JSON 404 instead of the site's HTML one.
 """
 
 from django.contrib.auth.decorators import login_not_required, login_required
@@ -36,12 +39,12 @@ class DocsView(SpectacularSwaggerSplitView):
 urlpatterns = [
     path("v1/incidents/", login_not_required(views.IncidentListView.as_view()), name="incidents"),
     path(
-        "v1/incidents/<uuid:incident_id>/",
+        "v1/incidents/<str:incident_id>/",
         login_not_required(views.IncidentDetailView.as_view()),
         name="incident",
     ),
     path(
-        "v1/reports/<uuid:report_id>/",
+        "v1/reports/<str:report_id>/",
         login_not_required(views.ReportDetailView.as_view()),
         name="report",
     ),
