@@ -404,3 +404,14 @@ def test_docs_page_is_for_signed_in_users_and_fits_the_csp(client, viewer):
 
 def test_viewer_group_exists_for_tokens():
     assert viewer_group().permissions.filter(codename="view_incident").exists()
+
+
+def test_post_a_body_over_djangos_upload_limit_is_413(client, ingester_token, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    body = (FIXTURES / "U04-crashloop-detector.json").read_bytes()
+    assert len(body) > 100
+    response = client.post(
+        "/api/v1/faults/", data=body, content_type="application/json", **bearer(ingester_token)
+    )
+    assert response.status_code == 413
+    assert not FaultEvent.objects.exists()
