@@ -587,23 +587,23 @@ class DjangoStateStore:
                 return PurgedBatch()
             incident_ids = [incident_id for incident_id, _ in chosen]
             fault_ids = {fault_id for _, fault_id in chosen}
-            reports, _ = (
-                TriageReport.objects.using(self.using).filter(incident_id__in=incident_ids).delete()
+            # Children first, then the incidents, then the faults left without any: each one
+            # DELETE (the foreign keys are PROTECT, so nothing cascades and the database checks
+            # every reference). _raw_delete skips the ORM's collector, which would first load
+            # every row of the batch (context included) to look for cascades there are none of.
+            reports = TriageReport.objects.filter(incident_id__in=incident_ids)._raw_delete(
+                self.using
             )
-            executions, _ = (
-                AgentExecution.objects.using(self.using)
-                .filter(incident_id__in=incident_ids)
-                .delete()
+            executions = AgentExecution.objects.filter(incident_id__in=incident_ids)._raw_delete(
+                self.using
             )
-            incidents, _ = (
-                Incident.objects.using(self.using).filter(incident_id__in=incident_ids).delete()
+            incidents = Incident.objects.filter(incident_id__in=incident_ids)._raw_delete(
+                self.using
             )
-            orphans = (
-                FaultEvent.objects.using(self.using)
-                .filter(fault_id__in=fault_ids)
-                .exclude(Exists(Incident.objects.filter(fault_id=OuterRef("fault_id"))))
+            orphans = FaultEvent.objects.filter(fault_id__in=fault_ids).exclude(
+                Exists(Incident.objects.filter(fault_id=OuterRef("fault_id")))
             )
-            faults, _ = orphans.delete()
+            faults = orphans._raw_delete(self.using)
         return PurgedBatch(
             incident_ids=incident_ids,
             incidents=incidents,
