@@ -18,7 +18,10 @@ from functools import cache
 
 from markdown_it import MarkdownIt
 
+from incidents.report_headline import MAX_CHARS, SCAN_CHARS, report_headline
+
 PREAMBLE = "(before the first heading)"
+CONFIDENCE_CHARS = 64  # triage_reports.headline_confidence
 CONTEXT_LINES = 2
 # difflib is quadratic in the worst case: a section beyond these is only said to have changed.
 MAX_DIFF_LINES = 2_000
@@ -166,3 +169,23 @@ def same_conclusion(previous: str | None, current: str | None) -> bool | None:
     return (
         _SPACE.sub(" ", previous).strip().casefold() == _SPACE.sub(" ", current).strip().casefold()
     )
+
+
+def headline(markdown: str) -> tuple[str | None, str | None]:
+    """(root cause, confidence) of a report, read once when it is recorded: from its executive
+    triage card when it has one (`incidents.report_headline`), else the first paragraph under
+    its first heading (no confidence). (None, None) when it states neither."""
+    card = report_headline(markdown)
+    if card["root_cause"]:
+        confidence = card["confidence"]
+        return card["root_cause"], confidence[:CONFIDENCE_CHARS] if confidence else None
+    tokens = _parser().parse((markdown or "")[:SCAN_CHARS])
+    seen_heading = False
+    for index, token in enumerate(tokens):
+        if token.type == "heading_open":
+            seen_heading = True
+        elif seen_heading and token.type == "paragraph_open":
+            text = " ".join(tokens[index + 1].content.split())
+            if text:
+                return (text if len(text) <= MAX_CHARS else text[: MAX_CHARS - 1] + "…"), None
+    return None, None
