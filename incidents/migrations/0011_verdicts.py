@@ -10,7 +10,7 @@ BATCH = 2_000
 
 def read_headlines(apps, schema_editor):
     """The headline of every stored report, as record_triage_report now reads it, in batches
-    (by report id: each batch one read of its markdown, one UPDATE per changed row)."""
+    (by report id: each batch one read of its markdown and one UPDATE)."""
     from incidents.quality.compare import headline
 
     report_model = apps.get_model("incidents", "TriageReport")
@@ -23,12 +23,12 @@ def read_headlines(apps, schema_editor):
         batch = list(page[:BATCH])
         if not batch:
             return
+        changed = []
         for report in batch:
-            cause, confidence = headline(report.report_markdown)
-            if cause or confidence:
-                reports.filter(pk=report.pk).update(
-                    headline_cause=cause, headline_confidence=confidence
-                )
+            report.headline_cause, report.headline_confidence = headline(report.report_markdown)
+            if report.headline_cause or report.headline_confidence:
+                changed.append(report)
+        reports.bulk_update(changed, ["headline_cause", "headline_confidence"])
         after = batch[-1].report_id
 
 
