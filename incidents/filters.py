@@ -16,8 +16,10 @@ the cache, and simply matches what it matches.
 
 from __future__ import annotations
 
+import operator
 import uuid
 from datetime import UTC, datetime, time, timedelta
+from functools import reduce
 
 import django_filters
 from django import forms
@@ -341,15 +343,13 @@ class IncidentFilterSet(django_filters.FilterSet):
         if not value:
             return queryset
         judged = ReportVerdict.objects.filter(report__incident_id=OuterRef("pk"))
-        condition = Q()
         verdicts = [choice for choice in value if choice in Verdict.values]
-        if verdicts:
-            condition |= Exists(judged.filter(verdict__in=verdicts))
-        if "any" in value:
-            condition |= Exists(judged)
-        if "none" in value:
-            condition |= ~Exists(judged)
-        return queryset.filter(condition)
+        conditions = [
+            *([Q(Exists(judged.filter(verdict__in=verdicts)))] if verdicts else []),
+            *([Q(Exists(judged))] if "any" in value else []),
+            *([~Q(Exists(judged))] if "none" in value else []),
+        ]
+        return queryset.filter(reduce(operator.or_, conditions))
 
     @classmethod
     def with_default(cls, data, **kwargs) -> IncidentFilterSet:

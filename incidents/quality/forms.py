@@ -3,6 +3,8 @@ They validate input only; the store decides (and says in its errors) what a verd
 
 from __future__ import annotations
 
+from typing import cast
+
 from django import forms
 
 from incidents.choices import Verdict
@@ -32,7 +34,7 @@ class ScoreboardForm(forms.Form):
         choices=[(days, f"{days} days") for days in WINDOWS],
         coerce=int,
         required=False,
-        empty_value=DEFAULT_WINDOW,
+        empty_value=None,
         initial=DEFAULT_WINDOW,
         widget=forms.RadioSelect,
         label="Window",
@@ -43,8 +45,9 @@ class ScoreboardForm(forms.Form):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         choices = filter_choices()
-        self.fields["cluster"].choices = [(name, name) for name in choices.clusters]
-        self.fields["fault_type"].choices = [(name, name) for name in choices.fault_types]
+        for name, values in (("cluster", choices.clusters), ("fault_type", choices.fault_types)):
+            field = cast(forms.MultipleChoiceField, self.fields[name])
+            field.choices = [(value, value) for value in values]
 
     def filters(self) -> ScoreFilters:
         data = self.cleaned_data

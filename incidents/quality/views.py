@@ -84,7 +84,10 @@ class VerdictView(View):
         back = reverse("incidents:report", args=[report_id]) + "#verdicts"
         form = VerdictForm(request.POST)
         if not form.is_valid():
-            errors = " ".join(f"{name}: {' '.join(msgs)}" for name, msgs in form.errors.items())
+            errors = " ".join(
+                f"{name}: {' '.join(str(msg) for msg in msgs)}"
+                for name, msgs in form.errors.items()
+            )
             messages.error(request, f"No verdict recorded: {errors}")
             return HttpResponseRedirect(back)
         try:

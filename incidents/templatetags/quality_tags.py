@@ -30,7 +30,7 @@ def verdict_trend(board: Scoreboard) -> dict:
     totals: list[AxisLabel] = []
     for index, (week, score) in enumerate(weeks):
         x = _LEFT + index * slot + (slot - bar_width) / 2
-        base = _TOP + plot_height
+        base: float = _TOP + plot_height
         for _value, label, colour, count, percent in score.shares:
             if not count:
                 continue
