@@ -28,7 +28,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+# Screenshots the tests take (`make screenshots` copies them to docs/ for the README).
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 PASSWORD = "correct horse battery staple"
 
 
@@ -73,6 +74,18 @@ def sre(django_user_model):
     user = django_user_model.objects.create_user("oncall", "oncall@example.com", PASSWORD)
     user.groups.add(viewer_group())
     return user
+
+
+def screenshot(page, name: str, *, full_page: bool = False) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name), full_page=full_page)
+
+
+def open_filters(page) -> None:
+    """Unfold the filter panel (folded by default so the incidents come first)."""
+    panel = page.locator("details.filters")
+    if panel.get_attribute("open") is None:
+        panel.locator("summary").click()
 
 
 def sign_in(page, live_server, user) -> None:
