@@ -103,7 +103,7 @@ def explain(incident: Incident) -> str:
         return sentence
     if incident.status == Status.FAILED:
         code = "" if incident.exit_code is None else f" with code {incident.exit_code}"
-        return f"The agent ran and ended{code} without a verdict."
+        return f"The agent ran and exited{code}: it did not finish the investigation."
     return "The agent itself broke: it could not produce a usable report."
 
 

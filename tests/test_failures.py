@@ -45,7 +45,7 @@ pytestmark = pytest.mark.django_db
         (Status.FAILED, 2, "agent exited with code 2: kubectl: forbidden", "exited with code 2"),
         (Status.AGENT_FAILED, None, "worker lost", "worker running this incident stopped"),
         (Status.AGENT_FAILED, 137, "", "out-of-memory killer"),  # an older row: the code alone
-        (Status.FAILED, 3, "", "ended with code 3"),
+        (Status.FAILED, 3, "", "exited with code 3"),
     ],
 )
 def test_each_failure_reason_becomes_a_sentence(status, exit_code, reason, expected):
