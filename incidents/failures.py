@@ -90,7 +90,7 @@ def _sentence(reason: str, exit_code: int | None) -> str | None:
     for prefix, sentence in _SENTENCES:
         if reason.startswith(prefix):
             return sentence
-    return _EXIT_SENTENCES.get(exit_code)
+    return _EXIT_SENTENCES.get(exit_code) if exit_code is not None else None
 
 
 def explain(incident: Incident) -> str:

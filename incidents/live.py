@@ -43,7 +43,9 @@ def refresh_seconds(request: HttpRequest) -> int:
         request.session[REFRESH_KEY] = chosen
         return chosen
     remembered = request.session.get(REFRESH_KEY)
-    return remembered if remembered in REFRESH_CHOICES.values() else DEFAULT_REFRESH_SECONDS
+    if isinstance(remembered, int) and remembered in REFRESH_CHOICES.values():
+        return remembered
+    return DEFAULT_REFRESH_SECONDS
 
 
 @dataclass(frozen=True)

@@ -342,15 +342,15 @@ def failure_context(incident: Incident, executions: list[AgentExecution]) -> dic
     stdout and stderr tails (and the refused report when it was too small)."""
     if incident.status not in (Status.FAILED, Status.AGENT_FAILED):
         return {"failure": None}
-    latest = executions[0] if executions else None
-    small = latest is not None and "report too small" in (incident.failure_reason or "")
+    context: dict = {"failure": failures.explain(incident), "tail_lines": failures.TAIL_LINES}
+    if not executions:
+        return {**context, "log_tails": [], "undersized_report": None}
+    latest = executions[0]
+    small = "report too small" in (incident.failure_reason or "")
     return {
-        "failure": failures.explain(incident),
-        "tail_lines": failures.TAIL_LINES,
+        **context,
         "failed_execution": latest,
-        "log_tails": [failures.log_tail(latest, stream) for stream in ("stderr", "stdout")]
-        if latest
-        else [],
+        "log_tails": [failures.log_tail(latest, stream) for stream in ("stderr", "stdout")],
         "undersized_report": failures.undersized_report(latest) if small else None,
     }
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 
 from incidents.demo_trickle import Trickle, run
+from incidents.management.base import TriageCommand, UsageError
 
 
-class Command(BaseCommand):
+class Command(TriageCommand):
     help = (
         "Replay the demo's arriving faults with fresh timestamps whenever fewer than "
         "--keep-pending incidents are pending, so the demo always has work in every status. "
@@ -45,11 +46,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         if options["interval"] <= 0 or options["keep_pending"] < 1:
-            raise CommandError("--interval must be positive and --keep-pending at least 1")
+            raise UsageError("--interval must be positive and --keep-pending at least 1")
         try:
             trickle = Trickle.from_file(Path(options["file"]), keep_pending=options["keep_pending"])
         except (OSError, ValueError) as error:
-            raise CommandError(str(error)) from None
+            raise UsageError(str(error)) from None
         try:
             for fed in run(trickle, interval=options["interval"], ticks=options["ticks"]):
                 if fed and options["verbosity"] > 1:
