@@ -20,9 +20,10 @@ _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _CARD = re.compile(r"executive\s+triage\s+card", re.IGNORECASE)
 _ROW = re.compile(r"^\s*\|(.+)\|\s*$")
 _RULE = re.compile(r"^[\s|:-]+$")
-# "… — Confidence: High", "… - confidence: 85%", "… (Confidence: Medium)"
+# "… — Confidence: High", "… - confidence: 85%", "… (Confidence: Medium)",
+# "… — Confidence: High (54%)"
 _TRAILING_CONFIDENCE = re.compile(
-    r"\s*(?:[—–-]+\s*|\(\s*)confidence\s*:\s*([^)]+?)\s*\)?\s*$", re.IGNORECASE
+    r"\s*(?:[—–-]+\s*|\(\s*)confidence\s*:\s*(.+?)\s*$", re.IGNORECASE
 )
 _TRAILING_PERCENT = re.compile(r"\s*\((\d{1,3}\s*%)\)\s*$")
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
@@ -51,7 +52,10 @@ def _split_confidence(text: str) -> tuple[str, str | None]:
     for pattern in (_TRAILING_CONFIDENCE, _TRAILING_PERCENT):
         match = pattern.search(text)
         if match and match.start() > 0:
-            return text[: match.start()].rstrip(" .—–-"), match.group(1).strip()
+            value = match.group(1).strip()
+            if value.count(")") > value.count("("):  # the "(Confidence: …)" form's own bracket
+                value = value[: value.rindex(")")].rstrip()
+            return text[: match.start()].rstrip(" .—–-"), value
     return text, None
 
 
