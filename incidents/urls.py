@@ -25,6 +25,12 @@ urlpatterns = [
         oncall_views.ExpireSilenceView.as_view(),
         name="silence-expire",
     ),
+    # An agent run's whole log (stdout or stderr), as text; never a path from the request.
+    path(
+        "executions/<uuid:execution_id>/logs/<str:stream>/",
+        views.ExecutionLogView.as_view(),
+        name="execution-log",
+    ),
     path("reports/<uuid:report_id>/", views.ReportDetailView.as_view(), name="report"),
     path("reports/<uuid:report_id>/raw/", views.ReportRawView.as_view(), name="report-raw"),
     path(
