@@ -19,10 +19,15 @@ DESIGN_COLUMNS = {
         "exit_code", "cluster", "subscription_id", "resource_api_version", "resource_kind",
         "resource_name", "resource_namespace", "resource_uid", "fault_type", "severity",
         "failure_reason", "context", "timestamp",
+        # The run-cost issue's: the agent profile of its next run.
+        "agent_profile",
     },
     "agent_executions": {
         "execution_id", "incident_id", "started_at", "completed_at", "exit_code",
         "error_message", "log_paths",
+        # The run-cost issue's: which profile ran, and what its result.json said.
+        "agent_profile", "agent", "model", "input_tokens", "output_tokens", "cache_read_tokens",
+        "cost_usd", "tool_calls", "result_json", "result_error",
     },
     "triage_reports": {
         "report_id", "incident_id", "execution_id", "generated_at", "report_markdown",
@@ -31,7 +36,15 @@ DESIGN_COLUMNS = {
 }  # fmt: skip
 NULLABLE = {
     "incidents": {"started_at", "completed_at", "exit_code", "failure_reason"},
-    "agent_executions": {"completed_at", "exit_code"},
+    "agent_executions": {
+        "completed_at",
+        "exit_code",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cost_usd",
+        "tool_calls",
+    },
     "triage_reports": {"report_html"},
 }
 
