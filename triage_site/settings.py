@@ -7,6 +7,7 @@ production and must be given DJANGO_SECRET_KEY.
 import os
 import sys
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import dj_database_url
@@ -31,6 +32,20 @@ def env_int(name: str, *, default: int) -> int:
         return int(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
+
+
+def env_decimal(name: str) -> Decimal | None:
+    """A non-negative amount, or None when unset."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise ImproperlyConfigured(f"{name} must be a non-negative number, not {value!r}")
+    return amount
 
 
 def env_list(name: str, *, default: str) -> list[str]:
@@ -276,6 +291,10 @@ TRIAGE_WORKSPACE_ROOT = Path(
 )
 # run_triage (incidents.worker): seconds an agent may run before its process group is
 # terminated, and how much of each of its output streams is kept on disk.
+# Named agent commands for re-runs, a JSON object (see incidents.profiles).
+TRIAGE_AGENT_PROFILES = os.environ.get("TRIAGE_AGENT_PROFILES", "")
+# USD of recorded agent spend per UTC day after which workers stop claiming; unset: no budget.
+TRIAGE_DAILY_BUDGET_USD = env_decimal("TRIAGE_DAILY_BUDGET_USD")
 TRIAGE_AGENT_TIMEOUT = env_int("TRIAGE_AGENT_TIMEOUT", default=15 * 60)
 TRIAGE_AGENT_LOG_MAX_BYTES = env_int("TRIAGE_AGENT_LOG_MAX_BYTES", default=10 * 1024 * 1024)
 # Upstream kubernetes-mcp-server speaks log levels; we speak severities.

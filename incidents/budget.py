@@ -1,0 +1,93 @@
+"""The daily agent budget (`TRIAGE_DAILY_BUDGET_USD`) and today's recorded spend.
+
+Spend is the sum of `cost_usd` over executions completed in the current UTC day, as agents
+reported it in `output/result.json` (a run that reported no cost counts as nothing). When it
+reaches the budget, workers claim nothing more: incidents stay pending until the next UTC day
+or a raised budget. The check before every claim is one query, a range scan of
+`agent_executions_spend_idx` (completed_at, costed rows only; index-only on PostgreSQL).
+
+A run already claimed when the budget is reached finishes: the budget is checked before a
+claim, not during a run, so a day's spend can exceed it by what the running agents cost.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Sum
+from django.utils import timezone
+
+from incidents.models import AgentExecution
+
+logger = logging.getLogger("incidents.budget")
+
+_UNSET = object()
+
+
+@dataclass(frozen=True)
+class BudgetState:
+    """Today's spend against the daily budget."""
+
+    day: date  # the UTC day
+    spent: Decimal
+    limit: Decimal | None  # None: no budget
+
+    @property
+    def exhausted(self) -> bool:
+        return self.limit is not None and self.spent >= self.limit
+
+    @property
+    def resumes_at(self) -> datetime:
+        """When the budget starts afresh: the next UTC midnight."""
+        return datetime.combine(self.day + timedelta(days=1), time.min, tzinfo=UTC)
+
+    def reason(self) -> str:
+        return (
+            f"daily agent budget reached: ${self.spent} spent of ${self.limit} on {self.day} "
+            f"(UTC); claims resume at {self.resumes_at.isoformat()} or when "
+            "TRIAGE_DAILY_BUDGET_USD is raised"
+        )
+
+
+def utc_day_bounds(now: datetime) -> tuple[datetime, datetime]:
+    """The UTC day containing `now`, as [start, end)."""
+    start = datetime.combine(now.astimezone(UTC).date(), time.min, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def spend_on(now: datetime, *, using: str = "default") -> Decimal:
+    """USD recorded on executions completed in `now`'s UTC day. One indexed query."""
+    start, end = utc_day_bounds(now)
+    total = (
+        AgentExecution.objects.using(using)
+        .filter(cost_usd__isnull=False, completed_at__gte=start, completed_at__lt=end)
+        .aggregate(total=Sum("cost_usd"))["total"]
+    )
+    return total or Decimal(0)
+
+
+def budget_state(
+    *, now: datetime | None = None, limit: object = _UNSET, using: str = "default"
+) -> BudgetState:
+    """Today's spend and the budget (settings.TRIAGE_DAILY_BUDGET_USD unless `limit` is given)."""
+    now = now or timezone.now()
+    if limit is _UNSET:
+        limit = settings.TRIAGE_DAILY_BUDGET_USD
+    return BudgetState(
+        day=now.astimezone(UTC).date(), spent=spend_on(now, using=using), limit=limit
+    )
+
+
+def notify_budget_reached(state: BudgetState) -> None:
+    """Tell people the agents are paused by the budget. A seam: the notifications package
+    (`agents_degraded` events) is not merged into this branch's main; until it is, a warning
+    in the log is all (the dashboard's banner shows it too)."""
+    logger.warning(
+        "agents degraded: %s",
+        state.reason(),
+        extra={"step": "budget reached", "spent_usd": str(state.spent), "day": str(state.day)},
+    )
