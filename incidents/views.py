@@ -25,10 +25,12 @@ from django.views.generic import DetailView, TemplateView
 from django.views.generic.detail import SingleObjectMixin
 
 from incidents import selectors
+from incidents.budget import budget_state
 from incidents.filters import IncidentFilterSet
 from incidents.forms import ListControlsForm
 from incidents.models import Incident, TriageReport
 from incidents.rendering import render_cached
+from incidents.rerun_views import RerunForm, can_rerun
 from incidents.roles import VIEW_INCIDENTS, VIEW_REPORTS
 
 
@@ -114,6 +116,7 @@ class IncidentListView(PermissionRequiredMixin, TemplateView):
             default_window_days=selectors.DEFAULT_WINDOW_DAYS,
             max_chart_days=selectors.MAX_CHART_DAYS,
             summary_cache_seconds=selectors.SUMMARY_CACHE_SECONDS,
+            budget=budget_state(),  # today's spend, and whether the budget paused the agents
         )
         return self.render_to_response(context, status=200 if listing is not None else 400)
 
@@ -276,6 +279,7 @@ class IncidentDetailView(PermissionRequiredMixin, DetailView):
             reports=reports,
             latest_report=render_cached(reports[0].report_markdown) if reports else None,
             recurrences=selectors.recurrences(incident),
+            rerun_form=RerunForm() if can_rerun(self.request.user) else None,
         )
         return context
 

@@ -21,10 +21,11 @@ from tests.builders import make_execution, make_fault_event, make_incident, make
 pytestmark = pytest.mark.django_db
 
 LIST = "/"
-# Session and user (2), the page (1), the capped count (1), the summary (1), the choices (1).
-LIST_QUERIES_COLD = 6
+# Session and user (2), the page (1), the capped count (1), the summary (1), the choices (1),
+# today's agent spend (1, never cached: the budget banner is current).
+LIST_QUERIES_COLD = 7
 # The summary and the choices from the cache.
-LIST_QUERIES_WARM = 4
+LIST_QUERIES_WARM = 5
 # Sorted by severity the page reads each of the four severities (while the page is not full).
 SEVERITY_SORT_EXTRA = 3
 # Session and user, the incident with its fault, executions, reports, other occurrences.
