@@ -17,6 +17,7 @@ from django.views import View
 
 from incidents.models import Incident
 from incidents.profiles import agent_profiles
+from incidents.roles import VIEW_INCIDENTS
 from incidents.store import DjangoStateStore, StoreError
 
 RESPOND = "incidents.respond_incident"
@@ -24,8 +25,10 @@ MESSAGE_TAG = "rerun"
 
 
 def can_rerun(user) -> bool:
-    """Responders and staff (superusers have every permission)."""
-    return bool(user.is_authenticated and (user.is_staff or user.has_perm(RESPOND)))
+    """Responders and staff who may see incidents (superusers have every permission)."""
+    if not (user.is_authenticated and user.has_perm(VIEW_INCIDENTS)):
+        return False
+    return user.is_staff or user.has_perm(RESPOND)
 
 
 class RerunForm(forms.Form):
