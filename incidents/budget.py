@@ -47,7 +47,8 @@ class BudgetState:
 
     def reason(self) -> str:
         return (
-            f"daily agent budget reached: ${self.spent} spent of ${self.limit} on {self.day} "
+            f"daily agent budget reached: ${self.spent:.2f} spent of ${self.limit:.2f} "
+            f"on {self.day} "
             f"(UTC); claims resume at {self.resumes_at.isoformat()} or when "
             "TRIAGE_DAILY_BUDGET_USD is raised"
         )

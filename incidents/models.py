@@ -247,10 +247,16 @@ class AgentExecution(models.Model):
     cost_usd = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
     tool_calls = models.BigIntegerField(null=True, blank=True)
     result_json = models.TextField(
-        blank=True, default="", db_default="", help_text="output/result.json as the agent wrote it (validated)."
+        blank=True,
+        default="",
+        db_default="",
+        help_text="output/result.json as the agent wrote it (validated).",
     )
     result_error = models.TextField(
-        blank=True, default="", db_default="", help_text="Why output/result.json was not used ('' when it was)."
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Why output/result.json was not used ('' when it was).",
     )
 
     class Meta:

@@ -4,14 +4,13 @@ execution, shown on the incident page; a bad file is noted and never changes the
 import json
 import shlex
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 
 from incidents.choices import Status
-from incidents.models import AgentExecution, Incident, TriageReport
+from incidents.models import AgentExecution, TriageReport
 from incidents.worker.result import MAX_RESULT_BYTES, ResultInvalid, parse_result
 from tests.agents import agent_python, agent_script, reachable_folder
 from tests.builders import make_execution, make_incident

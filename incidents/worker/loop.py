@@ -262,7 +262,7 @@ class Worker:
                     self._budget_paused = None
                     self.summary.paused = ""
                     logger.info(
-                        "worker resumes claiming: $%s spent of $%s on %s",
+                        "worker resumes claiming: $%.2f spent of $%.2f on %s",
                         state.spent,
                         state.limit,
                         state.day,
