@@ -5,7 +5,14 @@ import os
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1))
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+# Threads (gthread) rather than one process per connection, and a request's headers collected by
+# the worker's poller: a client that is idle or slow to send its request holds a socket, never a
+# thread or a worker (triage_site/gunicorn_worker.py; the README's reliability notes).
+worker_class = "triage_site.gunicorn_worker.HeaderBufferingWorker"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# GUNICORN_HEADER_TIMEOUT (seconds, default 10): a request's headers must arrive within it (408).
+# Idle kept-alive connections wait on the poller, not a thread; closed after this many seconds.
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 # Logs go to stdout/stderr like the application's own JSON lines.
 accesslog = "-"

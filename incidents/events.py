@@ -1,14 +1,28 @@
 """One raw fault record -> one validated, unsaved FaultEvent. No database access.
 
-Accepted shapes (CONTRACT.md, "Fault event input"):
+Accepted shapes (CONTRACT.md, "Fault event input"; ../shared/UPSTREAM.md is the authority):
 
-- the bare `kubernetes/resource-faults` payload, camelCase as upstream sends it or with the
-  snake_case column names;
-- the `kubernetes/faults` payload: an `event` object (`reason`, `message`, `timestamp`,
-  `involvedObject`) plus `logs`, without a `faultId`; its fault id is derived deterministically
-  from the cluster, the reason and the involved object, so a re-sent event maps to the same fault;
+- the fault object (logger `kubernetes/faults` today, `kubernetes/resource-faults` on servers
+  built on 2025-12-20), camelCase as upstream sends it or with the snake_case column names.
+  Without `faultId` (servers built before f202102) the id is derived as upstream derives it:
+  the first 8 bytes of sha256("<cluster>:<faultType>:<resource uid>:") in hex, on the cluster as
+  stored, and the stored context says so;
+- the old `kubernetes/faults` payload (2025-12-19): an `event` object (`reason`, `message`,
+  `timestamp`, `involvedObject`) plus `logs`, without a `faultId`; its fault id is derived
+  deterministically from the cluster, the reason and the involved object;
 - either of them inside an MCP `notifications/message` envelope (`params.data` an object or a
   JSON string), or as the bare `params` object (`level`, `logger`, `data`).
+
+Ignored (counted): any other logger (`kubernetes/events`, `kubernetes/subscription_error`, …),
+and a bare payload with an `event` object but neither fault fields nor `logs`: that is what an
+`events`-mode server sends under `kubernetes/events` (a plain Kubernetes event), while the old
+fault shape always carried `logs`. Timestamps are accepted from TIMESTAMP_MIN to TIMESTAMP_MAX.
+
+`cluster=` (`--cluster`) names the cluster the records belong to, as nightcrier does: it fills an
+empty `cluster` and replaces the server's name. What the server sent is kept: the stored context
+holds upstream's `context` as it was, and under `_upstream` (incidents.context.UPSTREAM_KEY) its
+severity word, timestamp string, cluster value, level and the record as sent;
+`incidents.context.upstream_view` reads them back.
 
 Guarantees: `parse_record` returns a FaultEvent whose fields satisfy the model's field rules and
 the database's CHECK constraints (so a batch can be written without `full_clean`), or raises
@@ -24,6 +38,7 @@ import json
 import re
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,9 +46,17 @@ from django.conf import settings
 from django.utils import timezone
 
 from incidents.choices import Severity
+from incidents.context import stored_context
 from incidents.models import FaultEvent
 
 FAULT_LOGGERS = frozenset({"kubernetes/resource-faults", "kubernetes/faults"})
+EVENTS_LOGGER = "kubernetes/events"
+# The fault time we accept: Go's zero time (year 1), year 9999 and their offsets overflow
+# Python's datetime and break every page that shows them; no real fault is dated outside this.
+TIMESTAMP_MIN = datetime(2000, 1, 1, tzinfo=UTC)
+TIMESTAMP_MAX = datetime(2100, 1, 1, tzinfo=UTC)  # exclusive
+CLUSTER_HINT = "an in-cluster server names none: pass --cluster NAME"
+_RANGE_TEXT = "accepted from 2000-01-01T00:00:00Z up to 2100-01-01T00:00:00Z"
 NOTIFICATION_METHOD = "notifications/message"
 # Upstream's kubernetes/faults events have no severity of their own and no envelope level when
 # read from a file: a Warning event is a medium fault.
@@ -85,22 +108,41 @@ class IgnoredRecord(Exception):
         super().__init__(f"notification from logger {logger!r} is not a fault")
 
 
-def parse_record(raw: Mapping | str | bytes, *, level_hint: str | None = None) -> FaultEvent:
+def parse_record(
+    raw: Mapping | str | bytes, *, level_hint: str | None = None, cluster: str | None = None
+) -> FaultEvent:
     """Validate one record and build the unsaved FaultEvent it describes.
 
     `raw` is a decoded JSON object, or its text (str or UTF-8 bytes). `level_hint` is an MCP log
     level used for a `kubernetes/faults` payload that arrives without an envelope carrying one.
+    `cluster` (the operator's `--cluster`) is the cluster stored, whatever the server sent.
     `received_at` is now. Raises RejectedRecord or IgnoredRecord; never touches the database.
     """
-    record = _decode(raw)
+    record, text = _decode(raw)
     level = level_hint
-    if _is_envelope(record):
+    enveloped = _is_envelope(record)
+    if enveloped:
         level, payload = _unwrap(record, level_hint)
     else:
         payload = record
-    if "event" in payload and not ("faultId" in payload or "fault_id" in payload):
-        return _from_faults_payload(payload, level)
-    return _from_resource_faults_payload(payload)
+    sent = _Sent(text=text, level=level, cluster=cluster)
+    if "event" in payload and not any(key in payload for key in _FAULT_KEYS):
+        if not enveloped and "logs" not in payload:
+            raise IgnoredRecord(f"{EVENTS_LOGGER} (a bare event payload)", payload)
+        return _from_faults_payload(payload, level, sent)
+    return _from_resource_faults_payload(payload, sent)
+
+
+_FAULT_KEYS = ("faultId", "fault_id", "faultType", "fault_type")
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """What came with the payload: the record's text, the envelope's level, the --cluster."""
+
+    text: str
+    level: str | None
+    cluster: str | None
 
 
 # -- decoding and envelopes -----------------------------------------------------------------
@@ -112,7 +154,8 @@ def _too_large(size: int) -> RejectedRecord:
     return RejectedRecord(f"record is {size} bytes, over the limit of {_max_bytes()} bytes")
 
 
-def _decode(raw: Mapping | str | bytes) -> dict:
+def _decode(raw: Mapping | str | bytes) -> tuple[dict, str]:
+    """The record as a JSON object, and its text as sent (re-encoded for a Mapping)."""
     limit = _max_bytes()
     if isinstance(raw, bytes | bytearray):
         if len(raw) > limit:
@@ -130,6 +173,7 @@ def _decode(raw: Mapping | str | bytes) -> dict:
         ):
             raise _too_large(len(raw.encode("utf-8", "replace")))
         value = _loads(raw, "record")
+        text = raw
     elif isinstance(raw, Mapping):
         try:
             text = json.dumps(raw, ensure_ascii=False, default=str)
@@ -145,7 +189,7 @@ def _decode(raw: Mapping | str | bytes) -> dict:
         raise RejectedRecord(f"record is a {type(raw).__name__}, not JSON text or an object")
     if not isinstance(value, dict):
         raise RejectedRecord(f"record is {_json_type(value)}, not a JSON object")
-    return value
+    return value, text
 
 
 def _loads(text: str, what: str) -> Any:
@@ -280,7 +324,14 @@ def parse_timestamp(value: Any, name: str = "timestamp") -> datetime:
         except ValueError:
             pass  # the shape is right but a value is out of range (month 13, 25:00…)
         else:
-            return parsed.astimezone(UTC)
+            try:
+                # OverflowError: year 1 or 9999 pushed past datetime's range by the offset.
+                parsed = parsed.astimezone(UTC)
+            except OverflowError:
+                parsed = None
+            if parsed is None or not TIMESTAMP_MIN <= parsed < TIMESTAMP_MAX:
+                raise RejectedRecord(f"{name} {value!r} is out of range ({_RANGE_TEXT})")
+            return parsed
     raise RejectedRecord(f"{name} {value!r} is not RFC 3339")
 
 
@@ -292,11 +343,28 @@ def _first(mapping: dict, keys: tuple[str, ...]) -> tuple[str, Any]:
     return keys[0], None
 
 
-def _context_json(context: dict) -> str:
-    # ensure_ascii: a lone surrogate from "\ud800" in the input stays an escape, never invalid
-    # UTF-8 for the database; the JSON means the same either way.
-    # Always JSON text, "{}" when upstream sent nothing: readers never special-case "".
-    return json.dumps(context, separators=(",", ":"))
+def _context_json(context: dict, upstream: dict[str, Any], sent: _Sent) -> str:
+    if sent.level is not None:
+        upstream["level"] = sent.level
+    return stored_context(context, upstream, record=sent.text, limit=_max_bytes())
+
+
+def _cluster(value: Any, name: str, sent: _Sent) -> str:
+    """The cluster to store: --cluster when given, else the server's (never empty)."""
+    if sent.cluster is not None:
+        return _text(sent.cluster, "--cluster", required=True)
+    if value is None:
+        raise RejectedRecord(f"missing {name} ({CLUSTER_HINT})")
+    if isinstance(value, str) and not value.strip():
+        raise RejectedRecord(f"{name} is empty ({CLUSTER_HINT})")
+    return _text(value, name, required=True)
+
+
+def derive_fault_id(cluster: str, fault_type: str, resource_uid: str, container: str = "") -> str:
+    """Upstream's fault id (fork pkg/events/fault_id.go): the first 8 bytes, in hex, of
+    sha256("<cluster>:<faultType>:<resourceUID>:<containerName>")."""
+    key = f"{cluster}:{fault_type}:{resource_uid}:{container}"
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 # -- the two payload shapes -----------------------------------------------------------------
@@ -310,16 +378,25 @@ def _fault_event(**values: Any) -> FaultEvent:
     return FaultEvent(*[values[name] for name in _FIELD_ORDER])
 
 
-def _from_resource_faults_payload(payload: dict) -> FaultEvent:
+def _from_resource_faults_payload(payload: dict, sent: _Sent) -> FaultEvent:
     values: dict[str, Any] = {}
+    upstream: dict[str, Any] = {}  # what the columns do not hold as upstream sent it
     used = {"context", "resource"}  # payload keys that went into a column
     for column, keys in _TOP_LEVEL.items():
         name, value = _first(payload, keys)
         used.add(name)
+        if column == "fault_id" and value is None:
+            continue  # derived below, from the columns as stored
         if column == "severity":
             values[column] = normalize_severity(value, name)
+            upstream["severity"] = value
         elif column == "timestamp":
             values[column] = parse_timestamp(value, name)
+            upstream["timestamp"] = value
+        elif column == "cluster":
+            values[column] = _cluster(value, name, sent)
+            if name in payload:
+                upstream["cluster"] = value
         else:
             values[column] = _text(value, name, required=column != "subscription_id")
 
@@ -349,7 +426,15 @@ def _from_resource_faults_payload(payload: dict) -> FaultEvent:
     extra_resource = {k: v for k, v in resource.items() if k not in used_in_resource}
     if extra_resource:
         context["resource"] = extra_resource
-    return _fault_event(context=_context_json(context), **values)
+    if "fault_id" not in values:
+        # A server built before upstream's f202102 sends no faultId: derive it as upstream does.
+        if not values["resource_uid"]:
+            raise RejectedRecord("missing faultId, and no resource.uid to derive it from")
+        values["fault_id"] = derive_fault_id(
+            values["cluster"], values["fault_type"], values["resource_uid"]
+        )
+        upstream["faultIdDerived"] = True
+    return _fault_event(context=_context_json(context, upstream, sent), **values)
 
 
 def fault_id_for(
@@ -365,11 +450,11 @@ def fault_id_for(
     return digest.hexdigest()[:16]
 
 
-def _from_faults_payload(payload: dict, level: str | None) -> FaultEvent:
+def _from_faults_payload(payload: dict, level: str | None, sent: _Sent) -> FaultEvent:
     event = payload["event"]
     if not isinstance(event, dict):
         raise RejectedRecord(f"event is {_json_type(event)}, not a JSON object")
-    cluster = _text(payload.get("cluster"), "cluster", required=True)
+    cluster = _cluster(payload.get("cluster"), "cluster", sent)
     reason = _text(event.get("reason"), "event.reason", required=True)
     involved = event.get("involvedObject")
     if involved is None:
@@ -395,6 +480,11 @@ def _from_faults_payload(payload: dict, level: str | None) -> FaultEvent:
                 ts_key, ts_value = f"event.{key}", event[key]
                 break
     timestamp = parse_timestamp(ts_value or None, ts_key)
+    upstream: dict[str, Any] = {"timestamp": ts_value, "faultIdDerived": True}
+    if "cluster" in payload:
+        upstream["cluster"] = payload["cluster"]
+    if payload.get("severity") is not None:
+        upstream["severity"] = payload["severity"]
 
     if payload.get("severity") is not None:
         severity = normalize_severity(payload["severity"])
@@ -430,6 +520,6 @@ def _from_faults_payload(payload: dict, level: str | None) -> FaultEvent:
         fault_type=reason,
         severity=severity,
         timestamp=timestamp,
-        context=_context_json(context),
+        context=_context_json(context, upstream, sent),
         **resource,
     )

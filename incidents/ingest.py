@@ -130,6 +130,7 @@ class IngestionService:
         dry_run: bool = False,
         on_reject: Callable[[Rejection], None] | None = None,
         using: str | None = None,
+        cluster: str | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
@@ -137,6 +138,7 @@ class IngestionService:
         self.dry_run = dry_run
         self.on_reject = on_reject
         self.using = using or router.db_for_write(Incident)
+        self.cluster = cluster  # --cluster: the cluster every record is stored under
         self.counts = IngestCounts()
         self._buffer: list[_Pending] = []
         # Dry runs write nothing, so what earlier batches "created" is remembered here instead.
@@ -150,7 +152,7 @@ class IngestionService:
         """Take one record: count it, parse it, and buffer it (or reject or ignore it now)."""
         self.counts.received += 1
         try:
-            event = parse_record(raw)
+            event = parse_record(raw, cluster=self.cluster)
         except RejectedRecord as error:
             self._reject(raw, source, line, error.reason)
             return

@@ -7,10 +7,16 @@ through it, so an upstream change should touch this file and nothing else.
 What kubernetes-mcp-server expects from a client, and what `subscribe()` does, in order:
 
 1. streamable HTTP to a URL such as `http://host:8080/mcp`, then `initialize`;
-2. `logging/setLevel` `info` — without it the server drops every notification. The SDK's own
-   server (`MCPServer`) answers "Method not found"; that one error is tolerated;
-3. the tool `events_subscribe` with the mode and filters; the answer carries a `subscriptionId`
-   (upstream returns it as JSON inside markdown text, so the text is searched for it);
+2. `logging/setLevel` `info`, before subscribing — without it the Go server drops every
+   notification. A server without it (the SDK's own `MCPServer`) answers "Method not found";
+   that one error is tolerated;
+3. the tool `events_subscribe` with `mode` (`faults` or `events`; upstream refuses anything
+   else) and, for a server with several kubeconfig contexts, `context`. The fork has no
+   `cluster` argument and ignores `namespaces`/`labelSelector` in faults mode, so neither is
+   sent. The answer carries a `subscriptionId` (upstream returns it as JSON inside markdown
+   text, so the text is searched for it). A refusal (no such tool, invalid mode, any tool
+   error) raises `SubscriptionRefused` with the server's words: a configuration error that no
+   reconnect can fix;
 4. `notifications/message` from then on, handed to `on_message` as `LogMessage`s.
 
 A subscription dies with its session: callers reconnect by entering `subscribe()` again. To know
@@ -34,7 +40,11 @@ from mcp import ClientSession, MCPDeprecationWarning, MCPError, types
 from mcp.client.streamable_http import streamable_http_client
 
 SUBSCRIPTION_ERROR_LOGGER = "kubernetes/subscription_error"
-MODES = ("resource-faults", "faults")
+EVENTS_LOGGER = "kubernetes/events"
+# What `events_subscribe` accepts (fork pkg/events/manager.go:100).
+MODES = ("faults", "events")
+# Accepted from the command line for old configurations: the mode's name on 2025-12-20 only.
+DEPRECATED_MODES = {"resource-faults": "faults"}
 
 # Seconds to wait for the server to answer one request (initialize, subscribe, ping).
 REQUEST_TIMEOUT = 30.0
@@ -43,30 +53,23 @@ _SUBSCRIPTION_ID = re.compile(r'"subscriptionId"\s*:\s*"([^"]+)"')
 
 
 class SubscriptionRefused(Exception):
-    """The server answered `events_subscribe` with an error, or without a subscription id."""
+    """The server refused `events_subscribe` (no such tool, invalid mode, a tool error) or
+    answered without a subscription id: a configuration error, not a network blip."""
 
 
 @dataclass(frozen=True)
 class SubscriptionFilters:
-    """What to subscribe to: the mode and kubernetes-mcp-server's optional filters."""
+    """What to subscribe to: the mode, and the kubeconfig context on a multi-context server."""
 
-    mode: str = "resource-faults"
-    cluster: str | None = None
-    namespace: str | None = None
-    label_selector: str | None = None
+    mode: str = "faults"
+    context: str | None = None
 
     def arguments(self) -> dict[str, Any]:
-        """The `events_subscribe` arguments; filters left unset are not sent."""
-        arguments: dict[str, Any] = {"mode": self.mode}
-        if self.cluster:
-            arguments["cluster"] = self.cluster
-        if self.namespace:
-            # The issue names the filter `namespace`; upstream's tool schema reads a list,
-            # `namespaces`. Both are sent so either server version filters the same way.
-            arguments["namespace"] = self.namespace
-            arguments["namespaces"] = [self.namespace]
-        if self.label_selector:
-            arguments["labelSelector"] = self.label_selector
+        """The `events_subscribe` arguments: the mode (a deprecated name as it is now called),
+        and `context` only when set (a single-context server has no such argument)."""
+        arguments: dict[str, Any] = {"mode": DEPRECATED_MODES.get(self.mode, self.mode)}
+        if self.context:
+            arguments["context"] = self.context
         return arguments
 
 
@@ -207,6 +210,25 @@ async def _set_log_level(session: ClientSession, level: types.LoggingLevel) -> N
             raise
 
 
+# JSON-RPC errors that mean "this call can never work here": no such tool (the Go SDK answers
+# invalid params, others method not found). Other errors (an unknown session after a server
+# restart, an internal error) are left to the reconnect loop.
+_REFUSALS = frozenset({types.INVALID_PARAMS, types.METHOD_NOT_FOUND})
+
+
+async def _subscribe(session: ClientSession, filters: SubscriptionFilters) -> str:
+    """Call `events_subscribe`; its subscription id, or SubscriptionRefused in its words."""
+    try:
+        result = await session.call_tool("events_subscribe", filters.arguments())
+    except MCPError as error:
+        if error.code in _REFUSALS:
+            raise SubscriptionRefused(f"events_subscribe refused: {error.message}") from error
+        raise
+    if result.is_error:
+        raise SubscriptionRefused(f"events_subscribe refused: {_text_of(result)}")
+    return subscription_id_from(result)
+
+
 async def _patient_notification_stream(request: httpx2.Request) -> None:
     """No read timeout on the GET that carries the notifications; every other request keeps one.
 
@@ -260,8 +282,5 @@ async def subscribe(
     ):
         await session.initialize()
         await _set_log_level(session, "info")
-        result = await session.call_tool("events_subscribe", filters.arguments())
-        if result.is_error:
-            raise SubscriptionRefused(f"events_subscribe failed: {_text_of(result)}")
-        subscription_id = subscription_id_from(result)
+        subscription_id = await _subscribe(session, filters)
         yield Subscription(session, subscription_id, timeout=timeout, stream=stream)

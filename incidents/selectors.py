@@ -210,14 +210,18 @@ def decode_cursor(sort: Sort, token: str) -> list[object]:
                 moment = datetime.fromisoformat(value)
                 if timezone.is_naive(moment):
                     raise ValueError("naive datetime")
-                typed.append(moment)
+                # In UTC here, where an offset that moves it past year 1 or 9999 overflows;
+                # SQLite's adapter would convert it mid-query (a 500, where PostgreSQL is 400).
+                typed.append(moment.astimezone(UTC))
             elif key.name == "incident_id":
+                if not isinstance(value, str):
+                    raise TypeError(value)
                 typed.append(uuid.UUID(hex=value))
-            elif isinstance(value, int) and not isinstance(value, bool):
-                typed.append(value)
+            elif isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**31:
+                typed.append(value)  # a rank: small, and within every database's integer
             else:
                 raise TypeError(value)
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, OverflowError) as error:
             raise InvalidCursor("the page link is not valid") from error
     return typed
 
@@ -494,10 +498,16 @@ def filter_choices() -> FilterChoices:
 # --- CSV export -------------------------------------------------------------------------------
 
 
-def export_rows(queryset: QuerySet[Incident], *, chunk_size: int = 2000) -> Iterator[Incident]:
-    """Every row of `queryset`, newest first, streamed from the database in chunks (a
-    server-side cursor on PostgreSQL): memory stays flat however many rows match."""
-    return SORTS[DEFAULT_SORT].order(queryset).iterator(chunk_size=chunk_size)
+def export_rows(
+    queryset: QuerySet[Incident], *, limit: int | None = None, chunk_size: int = 2000
+) -> Iterator[Incident]:
+    """The rows of `queryset` (the first `limit` when given), newest first, streamed from the
+    database in chunks (a server-side cursor on PostgreSQL): memory stays flat however many
+    rows match."""
+    ordered = SORTS[DEFAULT_SORT].order(queryset)
+    if limit is not None:
+        ordered = ordered[:limit]
+    return ordered.iterator(chunk_size=chunk_size)
 
 
 # --- one incident, one report -----------------------------------------------------------------

@@ -2,13 +2,14 @@
 
 `iter_records` splits JSON Lines, a JSON array, or concatenated JSON values (a pretty-printed
 object) into `RawRecord`s, each with the line it starts on, so rejections can name it. Memory is
-one record (and a 1 MiB read buffer), whatever the stream's size.
+bounded by TRIAGE_MAX_RECORD_BYTES (plus a 1 MiB read buffer), whatever the stream's size and
+whatever the length of its lines: a line over the limit is read on in chunks, counted, and
+copied (when asked) to a sink without ever being held whole.
 """
 
 from __future__ import annotations
 
 import codecs
-import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,60 +21,154 @@ from django.conf import settings
 @dataclass(frozen=True, slots=True)
 class RawRecord:
     """One record's text as read (`raw`), the line it starts on, and, when the stream itself
-    could not be read as records, why (`error`): such a record is rejected as it is."""
+    could not be read as records, why (`error`): such a record is rejected as it is.
+
+    `copied`: the record was too large to hold; `raw` is empty and the line was copied whole to
+    the `oversized_sink` given to `iter_records` while it was read."""
 
     line: int
     raw: bytes
     error: str | None = None
+    copied: bool = False
 
 
 _CHUNK = 1 << 20
 
 
-def iter_records(stream: IO[bytes]) -> Iterator[RawRecord]:
-    """The records of a byte stream: JSON Lines, a JSON array, or JSON values one after another
-    (one pretty-printed object, say), told apart by the first two non-blank lines. Reads as it
-    goes: memory holds one line (JSON Lines) or about a megabyte plus one record (the others).
+@dataclass(slots=True)
+class _Line:
+    number: int
+    data: bytes  # the whole line with its ending, or only its first bytes when not `complete`
+    complete: bool
 
-    JSON Lines: each non-blank line is a record, valid or not; a broken first line is one of
-    them when the second line is a whole record. A JSON array or a stream of values: a syntax
-    error ends the stream, reported as one record whose error says where.
+
+class _LineReader:
+    """Lines of at most `limit` bytes read whole; a longer one only as far as `limit` + 2 until
+    `finish` streams the rest."""
+
+    def __init__(self, stream: IO[bytes], limit: int) -> None:
+        self.stream = stream
+        self.limit = limit
+        self.number = 0
+
+    def read(self) -> _Line | None:
+        # limit + 2: a record of exactly `limit` bytes still fits with its "\r\n".
+        data = self.stream.readline(self.limit + 2)
+        if not data:
+            return None
+        self.number += 1
+        if self.number == 1 and data.startswith(codecs.BOM_UTF8):
+            data = data[len(codecs.BOM_UTF8) :]
+        complete = data.endswith(b"\n") or len(data) < self.limit + 2
+        return _Line(self.number, data, complete)
+
+    def finish(self, line: _Line, sink: IO[bytes] | None) -> int:
+        """Read an incomplete line to its end in chunks, copying it (and a newline) to `sink`;
+        its size in bytes without the line ending."""
+        size, tail = len(line.data), line.data[-2:]
+        if sink is not None:
+            sink.write(line.data)
+        while not tail.endswith(b"\n"):
+            chunk = self.stream.readline(_CHUNK)
+            if not chunk:
+                break
+            size += len(chunk)
+            tail = (tail + chunk)[-2:]
+            if sink is not None:
+                sink.write(chunk)
+        if tail.endswith(b"\n"):
+            size -= 2 if tail == b"\r\n" else 1
+        elif sink is not None:
+            sink.write(b"\n")
+        return size
+
+
+def iter_records(
+    stream: IO[bytes], *, oversized_sink: IO[bytes] | None = None
+) -> Iterator[RawRecord]:
+    """The records of a byte stream: JSON Lines, a JSON array, or JSON values one after another
+    (one pretty-printed object, say). Reads as it goes.
+
+    Which one, from the first two non-blank lines (README, "Input formats"):
+
+    - a first line that starts with `[`: a JSON array, unless it is a whole JSON value by itself
+      and the next line a whole object (JSON Lines whose first record is an array);
+    - a first line that starts with `{`: JSON Lines when it is a record by itself (whole, or at
+      least ending with `}`) or the next non-blank line starts with `{`; else JSON values one
+      after another (a pretty-printed object);
+    - any other first line (garbage, a number, a line over the limit): JSON Lines.
+
+    JSON Lines are judged line by line: each non-blank line is a record, valid or not. A line
+    over TRIAGE_MAX_RECORD_BYTES is one rejected record (`error` gives its size); it is streamed
+    to `oversized_sink` when one is given (`copied`). A JSON array or a stream of values: a
+    syntax error, or a value over the limit, ends the stream, reported as one record whose error
+    says where.
     """
-    line_no = 0
-    first = b""
-    for chunk in iter(stream.readline, b""):
-        line_no += 1
-        if line_no == 1 and chunk.startswith(codecs.BOM_UTF8):
-            chunk = chunk[len(codecs.BOM_UTF8) :]
-        if chunk.strip():
-            first = chunk
-            break
-    if not first:
+    limit = settings.TRIAGE_MAX_RECORD_BYTES
+    reader = _LineReader(stream, limit)
+    first = _next_non_blank(reader)
+    if first is None:
+        return
+    if not first.complete:
+        yield _oversized(reader, first, oversized_sink)
+        yield from _iter_lines(reader, oversized_sink)
         return
     # The lines up to the second non-blank one: it settles what a broken first line means.
-    ahead: list[bytes] = []
-    for chunk in iter(lambda: stream.readline(_max_scan()), b""):  # bounded: a peek
-        ahead.append(chunk)
-        if chunk.strip():
+    ahead: list[_Line] = []
+    while (line := reader.read()) is not None:
+        ahead.append(line)
+        if not line.complete or line.data.strip():
             break
-    second = ahead[-1] if ahead and ahead[-1].strip() else b""
-    head = first.lstrip()
-    if head.startswith(b"["):
-        lines = _is_whole_record(first, any_value=True) and _is_whole_record(second)
-    else:
-        lines = _looks_like_a_line_record(first) or _is_whole_record(second)
-    if not lines:
-        yield from _iter_values(
-            first + b"".join(ahead), stream, line_no, array=head.startswith(b"[")
-        )
+    second = ahead[-1] if ahead and (ahead[-1].data.strip() or not ahead[-1].complete) else None
+    if not _is_json_lines(first.data, second):
+        # An incomplete peeked line goes on where the stream stands: nothing is lost.
+        data = first.data + b"".join(line.data for line in ahead)
+        yield from _iter_values(data, stream, first.number, array=first.data.lstrip()[:1] == b"[")
         return
-    if ahead and not ahead[-1].endswith(b"\n"):
-        ahead[-1] += stream.readline()  # the peek stopped mid-line: a line is one record
-    yield RawRecord(line_no, first.rstrip(b"\r\n"))
-    for chunk in itertools.chain(ahead, stream):
-        line_no += 1
-        if chunk.strip():
-            yield RawRecord(line_no, chunk.rstrip(b"\r\n"))
+    for line in (first, *ahead):
+        if not line.complete:
+            yield _oversized(reader, line, oversized_sink)
+        elif line.data.strip():
+            yield RawRecord(line.number, line.data.rstrip(b"\r\n"))
+    yield from _iter_lines(reader, oversized_sink)
+
+
+def _next_non_blank(reader: _LineReader) -> _Line | None:
+    while (line := reader.read()) is not None:
+        if not line.complete or line.data.strip():
+            return line
+    return None
+
+
+def _iter_lines(reader: _LineReader, sink: IO[bytes] | None) -> Iterator[RawRecord]:
+    while (line := reader.read()) is not None:
+        if not line.complete:
+            yield _oversized(reader, line, sink)
+        elif line.data.strip():
+            yield RawRecord(line.number, line.data.rstrip(b"\r\n"))
+
+
+def _oversized(reader: _LineReader, line: _Line, sink: IO[bytes] | None) -> RawRecord:
+    size = reader.finish(line, sink)
+    reason = f"record is {size} bytes, over the limit of {reader.limit} bytes"
+    return RawRecord(line.number, b"", reason, copied=sink is not None)
+
+
+def _is_json_lines(first: bytes, second: _Line | None) -> bool:
+    head = first.strip()
+    if head.startswith(b"["):
+        return (
+            _is_whole_record(first, any_value=True)
+            and second is not None
+            and (second.complete and _is_whole_record(second.data))
+        )
+    if not head.startswith(b"{"):
+        return True
+    if head.endswith(b"}") or _is_whole_record(first):
+        return True
+    # A pretty-printer (json.dumps, jq) never starts an object's second line with "{": a key
+    # comes first. So a second line starting with "{" is the next record of JSON Lines.
+    return second is not None and second.data.lstrip().startswith(b"{")
 
 
 def _is_whole_record(line: bytes, *, any_value: bool = False) -> bool:
@@ -85,23 +180,10 @@ def _is_whole_record(line: bytes, *, any_value: bool = False) -> bool:
     return any_value or isinstance(value, dict)
 
 
-def _looks_like_a_line_record(line: bytes) -> bool:
-    """Whether the first line is a record on its own (JSON Lines), broken or not."""
-    stripped = line.strip()
-    if stripped.startswith(b"{") and stripped.endswith(b"}"):
-        return True
-    try:
-        json.loads(stripped)
-    except ValueError:
-        return False
-    except RecursionError:
-        return True  # one deeply nested line: a record of its own, rejected as such
-    return True
-
-
 def _max_scan() -> int:
-    # How far to read looking for the end of one record before giving up on the stream.
-    return max(settings.TRIAGE_MAX_RECORD_BYTES * 8, 64 * 1024 * 1024)
+    # How far to read looking for the end of one record before giving up on the stream: a
+    # record longer than the limit would be rejected anyway, so memory stays near the limit.
+    return settings.TRIAGE_MAX_RECORD_BYTES + _CHUNK
 
 
 def _iter_values(first: bytes, stream: IO[bytes], line_no: int, *, array: bool):
@@ -179,7 +261,8 @@ def _iter_values(first: bytes, stream: IO[bytes], line_no: int, *, array: bool):
                 return
             except json.JSONDecodeError as error:
                 if len(state["buf"]) - pos > _max_scan():
-                    yield fail(f"record is over {_max_scan()} bytes; the rest is not read")
+                    limit = settings.TRIAGE_MAX_RECORD_BYTES
+                    yield fail(f"record is over the limit of {limit} bytes; the rest is not read")
                     return
                 if more():
                     continue

@@ -14,7 +14,13 @@ Two threads, one job each:
   arrived, so no event waits more than about a second to be stored.
 
 Stopping (SIGTERM/SIGINT, `stop()`, or a test hook) flushes everything received, calls
-`events_unsubscribe` when connected, and returns the final counts.
+`events_unsubscribe` when connected, and returns the final counts. A subscription the server
+refuses (no `events_subscribe` tool, an invalid mode, a tool error) is a configuration error,
+not a network blip: it is logged at ERROR with the server's words and `run()` raises
+`SubscriptionRefused` at once instead of retrying forever.
+
+`kubernetes/events` notifications (events mode) are plain Kubernetes events: counted as ignored
+without a log line each.
 """
 
 from __future__ import annotations
@@ -23,39 +29,35 @@ import asyncio
 import contextlib
 import json
 import logging
-import queue
 import random
 import signal
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
 
-from django.db import DatabaseError, close_old_connections, connections
 from django.utils import timezone
 
-from incidents.ingest import IngestCounts, IngestionService, Rejection
+from incidents.ingest import IngestCounts
+from incidents.ingest_worker import FLUSH_AFTER, MAX_BACKLOG, IngestWorker
 from incidents.mcp_client import (
     SUBSCRIPTION_ERROR_LOGGER,
     LogMessage,
     Subscription,
     SubscriptionFilters,
+    SubscriptionRefused,
     subscribe,
 )
 
 logger = logging.getLogger(__name__)
 
+# Re-exported: the writing thread lives in incidents.ingest_worker.
+__all__ = ["FLUSH_AFTER", "MAX_BACKLOG", "IngestWorker", "Subscriber", "SubscriberConfig"]
+
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 30.0
-# A batch is written at the latest this long after its first record arrived.
-FLUSH_AFTER = 0.5
 # How long a stopping subscriber waits for `events_unsubscribe` before leaving anyway.
 UNSUBSCRIBE_TIMEOUT = 5.0
-# After a failed database write, wait this long before trying the same batch again.
-WRITE_RETRY_DELAY = 2.0
 
 
 def backoff_delay(attempt: int, *, rng: random.Random | None = None) -> float:
@@ -66,6 +68,18 @@ def backoff_delay(attempt: int, *, rng: random.Random | None = None) -> float:
     """
     nominal = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(attempt, 16))
     return nominal * (rng or random).uniform(0.8, 1.0)
+
+
+def find_error(error: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """`error` or the first exception of type `kind` inside the SDK's exception groups."""
+    if isinstance(error, kind):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = find_error(inner, kind)
+            if found is not None:
+                return found
+    return None
 
 
 def describe_error(error: BaseException) -> str:
@@ -93,6 +107,8 @@ class SubscriberConfig:
     url: str
     filters: SubscriptionFilters = field(default_factory=SubscriptionFilters)
     headers: dict[str, str] = field(default_factory=dict)
+    # --cluster: the cluster every record is stored under, whatever the server calls it.
+    cluster: str | None = None
     batch_size: int = 1000
     rejects_path: Path | None = None
     status_interval: float = 60.0
@@ -106,168 +122,6 @@ class SubscriberConfig:
     exit_after: float | None = None
 
 
-# Notifications waiting for the database at most (each up to TRIAGE_MAX_RECORD_BYTES).
-MAX_BACKLOG = 50_000
-
-
-class IngestWorker(threading.Thread):
-    """The one thread that writes: queue of envelopes -> IngestionService, flushed in time.
-
-    Guarantees: records are added in the order they were submitted; a record submitted before
-    `stop()` is flushed before `join()` returns (unless the database stays down: then the loss is
-    logged as an error); the thread's database connection is closed when it ends. If the thread
-    dies of anything else, `failure` holds the error and `on_failure` is called, so the caller
-    can stop instead of queueing notifications nobody will store.
-    """
-
-    _STOP = object()
-
-    def __init__(
-        self,
-        *,
-        source: str,
-        batch_size: int = 1000,
-        rejects_path: Path | None = None,
-        max_backlog: int = MAX_BACKLOG,
-    ) -> None:
-        super().__init__(name="mcp-ingest", daemon=True)
-        self.source = source
-        self.batch_size = batch_size
-        self.rejects_path = rejects_path
-        self._rejects: TextIO | None = None
-        self.counts = IngestCounts()
-        self.write_failures = 0
-        self.failure: BaseException | None = None
-        # Notifications still unwritten when a stop gave up on an unreachable database.
-        self.unsaved = 0
-        self.on_failure: Callable[[], None] | None = None
-        # Bounded: while the database is down, memory must not grow until the process dies.
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_backlog)
-        self.dropped = 0
-        self._ready = threading.Event()
-        self._stopping = threading.Event()
-
-    def submit(self, envelope: dict[str, Any], *, sequence: int) -> None:
-        """Queue one notification envelope; never blocks. A full queue (the database has been
-        unreachable for a long time) drops it, counted and logged."""
-        try:
-            self._queue.put_nowait((envelope, sequence))
-        except queue.Full:
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                logger.error(
-                    "ingest queue full (%d notifications waiting): dropped %d so far",
-                    self._queue.qsize(),
-                    self.dropped,
-                )
-
-    def stop(self) -> None:
-        """Ask the thread to write everything queued so far and end."""
-        self._stopping.set()
-        while True:  # a full queue has room again as soon as the writer takes one
-            try:
-                self._queue.put(self._STOP, timeout=1.0)
-                return
-            except queue.Full:
-                if not self.is_alive():
-                    return
-
-    def backlog(self) -> int:
-        return self._queue.qsize()
-
-    def run(self) -> None:
-        try:
-            with contextlib.ExitStack() as stack:
-                if self.rejects_path is not None:
-                    self._rejects = stack.enter_context(
-                        self.rejects_path.open("a", encoding="utf-8", errors="surrogateescape")
-                    )
-                service = IngestionService(batch_size=self.batch_size, on_reject=self._on_reject)
-                self.counts = service.counts
-                self._ready.set()
-                self._loop(service)
-        except Exception as error:
-            self.failure = error
-            self._ready.set()
-            logger.exception("the ingest worker stopped: nothing more will be stored")
-            if self.on_failure is not None:
-                self.on_failure()
-        finally:
-            self._ready.set()
-            connections.close_all()
-
-    def wait_ready(self, timeout: float = 10.0) -> None:
-        self._ready.wait(timeout)
-
-    def _loop(self, service: IngestionService) -> None:
-        first_pending_at: float | None = None
-        while True:
-            timeout = None
-            if first_pending_at is not None:
-                timeout = max(0.0, first_pending_at + FLUSH_AFTER - time.monotonic())
-            try:
-                item = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                item = None
-            if item is self._STOP:
-                self._flush(service)
-                return
-            if item is not None:
-                envelope, sequence = item
-                self._add(service, envelope, sequence)
-                if service.pending() == 0:
-                    first_pending_at = None  # the service flushed a full batch itself
-                elif first_pending_at is None:
-                    first_pending_at = time.monotonic()
-            if first_pending_at is not None and time.monotonic() >= first_pending_at + FLUSH_AFTER:
-                self._flush(service)
-                first_pending_at = None
-
-    def _add(self, service: IngestionService, envelope: dict[str, Any], sequence: int) -> None:
-        try:
-            service.add(envelope, source=self.source, line=sequence)
-        except DatabaseError:
-            self.write_failures += 1
-            # add() writes when its batch is full, and keeps the batch when the write fails
-            # (the record included): only the write is retried, never the add.
-            self._after_write_failure(f"writing the batch ending at notification #{sequence}")
-            self._flush(service)
-
-    def _flush(self, service: IngestionService) -> None:
-        """Write the buffered batch; retry while the database is away, a few times once stopping."""
-        attempts = 0
-        while service.pending():
-            try:
-                service.flush()
-            except DatabaseError:
-                attempts += 1
-                self.write_failures += 1
-                if self._stopping.is_set() and attempts >= 3:
-                    self.unsaved = service.pending()
-                    logger.error(
-                        "giving up: %d received notifications could not be stored", self.unsaved
-                    )
-                    return
-                self._after_write_failure("writing a batch")
-
-    def _after_write_failure(self, what: str) -> None:
-        logger.exception("database error while %s; retrying in %.0f s", what, WRITE_RETRY_DELAY)
-        # Drop the broken connection so the next attempt opens a fresh one.
-        close_old_connections()
-        time.sleep(WRITE_RETRY_DELAY)
-
-    def _on_reject(self, rejection: Rejection) -> None:
-        logger.warning(
-            "rejected notification #%s from %s: %s",
-            rejection.line,
-            rejection.source,
-            rejection.reason,
-        )
-        if self._rejects is not None:
-            self._rejects.write(rejection.raw.rstrip("\n") + "\n")
-            self._rejects.flush()
-
-
 class Subscriber:
     """Runs one subscription until stopped; see the module docstring for the guarantees."""
 
@@ -279,8 +133,13 @@ class Subscriber:
         self.subscriptions = 0
         self.connected_since: datetime | None = None
         self.subscription_id: str | None = None
+        # Set when the server refused the subscription: run() raises it.
+        self.refused: SubscriptionRefused | None = None
         self.worker = IngestWorker(
-            source=config.url, batch_size=config.batch_size, rejects_path=config.rejects_path
+            source=config.url,
+            batch_size=config.batch_size,
+            rejects_path=config.rejects_path,
+            cluster=config.cluster,
         )
         self.worker.on_failure = self.stop
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -293,10 +152,13 @@ class Subscriber:
     def run(self, *, install_signal_handlers: bool = True) -> IngestCounts:
         """Block until stopped; return the ingestion counts. SIGTERM/SIGINT stop it cleanly.
 
-        Raises `IngestFailed` when the ingest worker died (its error is logged and chained), or
-        when received notifications could not be written before the end.
+        Raises `SubscriptionRefused` when the server refused the subscription (logged at ERROR),
+        `IngestFailed` when the ingest worker died (its error is logged and chained), or when
+        received notifications could not be written before the end.
         """
         counts = asyncio.run(self._main(install_signal_handlers=install_signal_handlers))
+        if self.refused is not None:
+            raise self.refused
         if self.worker.failure is not None:
             raise IngestFailed(
                 f"storing notifications failed: {describe_error(self.worker.failure)}"
@@ -418,6 +280,16 @@ class Subscriber:
                     await self._unsubscribe(subscription)
                     return
             except Exception as error:
+                refused = find_error(error, SubscriptionRefused)
+                if refused is not None:
+                    self.refused = refused  # type: ignore[assignment]
+                    logger.error(
+                        "%s refused the subscription, stopping (a configuration error: check "
+                        "--url, --mode and --context): %s",
+                        self.config.url,
+                        refused,
+                    )
+                    return
                 logger.warning(
                     "connection to %s failed: %s", self.config.url, describe_error(error)
                 )

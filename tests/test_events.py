@@ -1,18 +1,29 @@
 """incidents.events.parse_record: every accepted shape and every rejection, message asserted."""
 
+import hashlib
 import json
 from datetime import UTC, datetime
 
 import pytest
 
+from incidents.context import UPSTREAM_KEY, upstream_view
 from incidents.events import (
+    CLUSTER_HINT,
     IgnoredRecord,
     RejectedRecord,
+    derive_fault_id,
     fault_id_for,
     parse_record,
 )
 
 SEVERITIES = "critical, high, medium, low, info, warning, error"
+
+
+def upstream_keys(context: str) -> dict:
+    """The stored context without what ingestion adds under UPSTREAM_KEY."""
+    parsed = json.loads(context)
+    parsed.pop(UPSTREAM_KEY)
+    return parsed
 
 
 def payload(**overrides) -> dict:
@@ -97,7 +108,7 @@ def test_camel_case_payload_fills_every_column():
 
 def test_context_keeps_upstream_context_logs_and_unknown_keys():
     event = parse_record(payload(restartCount=7, labels={"team": "payments"}))
-    context = json.loads(event.context)
+    context = upstream_keys(event.context)
     assert context == {
         "context": "Back-off restarting failed container",
         "logs": [{"container": "api", "previous": True, "hasPanic": False, "sample": "boom"}],
@@ -124,7 +135,7 @@ def test_payload_without_optional_fields():
     event = parse_record(payload(subscriptionId=..., resource=..., context=..., logs=...))
     assert event.subscription_id == ""
     assert event.resource_kind == event.resource_name == ""
-    assert event.context == "{}"
+    assert upstream_keys(event.context) == {}
 
 
 def test_snake_case_column_names_are_accepted():
@@ -151,7 +162,7 @@ def test_snake_case_column_names_are_accepted():
     )
     assert event.resource_api_version == "apps/v1"
     assert event.timestamp == datetime(2025, 12, 20, 13, 30, tzinfo=UTC)
-    assert json.loads(event.context) == {"context": "killed"}
+    assert upstream_keys(event.context) == {"context": "killed"}
 
 
 def test_nested_resource_with_snake_case_keys():
@@ -296,14 +307,28 @@ def test_numeric_timestamp_is_rejected():
 
 
 # -- rejections -----------------------------------------------------------------------------
-@pytest.mark.parametrize("field", ["faultId", "cluster", "faultType", "severity", "timestamp"])
+@pytest.mark.parametrize("field", ["faultType", "severity", "timestamp"])
 def test_each_required_field_missing(field):
     assert rejected(payload(**{field: ...})) == f"missing {field}"
 
 
-@pytest.mark.parametrize("field", ["faultId", "cluster", "faultType"])
+def test_a_missing_cluster_says_to_pass_cluster():
+    assert rejected(payload(cluster=...)) == f"missing cluster ({CLUSTER_HINT})"
+    assert "--cluster NAME" in CLUSTER_HINT
+
+
+def test_a_missing_fault_id_without_a_uid_to_derive_it_from_is_rejected():
+    raw = payload(faultId=..., resource={"kind": "Pod", "name": "api"})
+    assert rejected(raw) == "missing faultId, and no resource.uid to derive it from"
+
+
+@pytest.mark.parametrize("field", ["faultId", "faultType"])
 def test_required_text_fields_may_not_be_blank(field):
     assert rejected(payload(**{field: "  "})) == f"{field} is empty"
+
+
+def test_a_blank_cluster_says_to_pass_cluster():
+    assert rejected(payload(cluster="  ")) == f"cluster is empty ({CLUSTER_HINT})"
 
 
 def test_unknown_severity():
@@ -378,7 +403,7 @@ def test_faults_shape_rejections(event_overrides, reason):
 def test_faults_shape_needs_a_cluster():
     raw = faults_payload()
     del raw["cluster"]
-    assert rejected(raw) == "missing cluster"
+    assert rejected(raw) == f"missing cluster ({CLUSTER_HINT})"
 
 
 @pytest.mark.parametrize("form", ["str", "bytes", "dict"])
@@ -415,17 +440,22 @@ def test_hostile_text_is_kept_verbatim_for_escaping_later(hostile):
              "params": {"level": 3, "logger": "kubernetes/faults", "data": {}}},
             "params.level is a JSON number, not a string",
         ),
-        ({"cluster": "c", "event": "BackOff"}, "event is a JSON string, not a JSON object"),
         (
-            {"cluster": "c", "event": {"reason": "BackOff", "involvedObject": ["pod"]}},
+            {"cluster": "c", "event": "BackOff", "logs": []},
+            "event is a JSON string, not a JSON object",
+        ),
+        (
+            {"cluster": "c", "logs": [],
+             "event": {"reason": "BackOff", "involvedObject": ["pod"]}},
             "event.involvedObject is a JSON array, not a JSON object",
         ),
         (
-            {"cluster": "c", "event": {"reason": "BackOff", "involvedObject": {"name": 7}}},
+            {"cluster": "c", "logs": [],
+             "event": {"reason": "BackOff", "involvedObject": {"name": 7}}},
             "event.involvedObject.name is a JSON number, not a string",
         ),
         (
-            {"cluster": "c", "severity": "urgent",
+            {"cluster": "c", "severity": "urgent", "logs": [],
              "event": {"reason": "BackOff", "involvedObject": {"name": "p"},
                        "timestamp": "2025-12-20T15:30:00Z"}},
             f"severity 'urgent' is not one of {SEVERITIES}",
@@ -434,3 +464,111 @@ def test_hostile_text_is_kept_verbatim_for_escaping_later(hostile):
 )  # fmt: skip
 def test_every_other_shape_error_names_the_field(raw, reason):
     assert rejected(raw) == reason
+
+
+# -- issue 20 F2/F6: timestamps outside the accepted range -----------------------------------
+@pytest.mark.parametrize(
+    "given",
+    [
+        "9999-12-31T23:30:00-01:00",  # past datetime's last day once moved to UTC
+        "0001-01-01T00:30:00+01:00",  # before datetime's first day once moved to UTC
+        "0001-01-01T00:00:00Z",  # Go's zero time
+        "1999-12-31T23:59:59Z",
+        "2100-01-01T00:00:00Z",
+    ],
+)
+def test_timestamps_outside_the_accepted_range_are_rejected_naming_the_field(given):
+    assert rejected(payload(timestamp=given)) == (
+        f"timestamp {given!r} is out of range "
+        "(accepted from 2000-01-01T00:00:00Z up to 2100-01-01T00:00:00Z)"
+    )
+
+
+def test_the_ends_of_the_accepted_range():
+    assert parse_record(payload(timestamp="2000-01-01T01:00:00+01:00")).timestamp == datetime(
+        2000, 1, 1, tzinfo=UTC
+    )
+    assert parse_record(payload(timestamp="2099-12-31T23:59:59Z")).timestamp.year == 2099
+
+
+def test_an_out_of_range_event_timestamp_names_its_field():
+    reason = rejected(faults_payload(timestamp="9999-12-31T23:30:00-01:00"))
+    assert reason.startswith("event.timestamp '9999-12-31T23:30:00-01:00' is out of range")
+
+
+# -- issue 12: --cluster, derived ids, bare events, what upstream sent -----------------------
+def test_cluster_fills_an_empty_cluster_and_replaces_the_servers_keeping_it():
+    in_cluster = parse_record(payload(cluster=""), cluster="prod-eu-1")
+    named = parse_record(payload(), cluster="prod-eu-1")
+    assert in_cluster.cluster == named.cluster == "prod-eu-1"
+    assert upstream_view(in_cluster)["server_cluster"] == ""
+    assert upstream_view(named)["server_cluster"] == "prod-us-east-1"
+    old_shape = parse_record(faults_payload(), cluster="prod-eu-1")
+    assert old_shape.cluster == "prod-eu-1"
+    assert old_shape.fault_id == fault_id_for("prod-eu-1", "BackOff", uid="abc123-def456")
+
+
+def test_a_fault_without_fault_id_gets_upstreams_id_on_the_stored_cluster():
+    event = parse_record(payload(faultId=...))
+    assert event.fault_id == derive_fault_id("prod-us-east-1", "CrashLoop", "abc123-def456")
+    assert (
+        event.fault_id
+        == hashlib.sha256(b"prod-us-east-1:CrashLoop:abc123-def456:").hexdigest()[:16]
+    )
+    assert upstream_view(event)["fault_id_derived"] is True
+    assert upstream_view(parse_record(payload()))["fault_id_derived"] is False
+    renamed = parse_record(payload(faultId=...), cluster="prod-eu-1")
+    assert renamed.fault_id == derive_fault_id("prod-eu-1", "CrashLoop", "abc123-def456")
+
+
+def test_a_bare_event_payload_without_logs_is_an_events_mode_event_and_ignored():
+    bare = faults_payload()
+    del bare["logs"]
+    with pytest.raises(IgnoredRecord) as ignored:
+        parse_record(bare)
+    assert ignored.value.logger.startswith("kubernetes/events")
+    # Under logger kubernetes/faults the same object is the old fault shape: stored.
+    assert parse_record(envelope(bare, "kubernetes/faults")).fault_type == "BackOff"
+    # With logs, bare, it is the old fault shape too.
+    assert parse_record(faults_payload()).fault_type == "BackOff"
+
+
+def test_upstream_view_gives_back_severity_context_timestamp_and_the_record():
+    text = json.dumps(payload(severity="warning", timestamp="2025-12-19T22:11:10+01:00"))
+    event = parse_record(text)
+    assert event.severity == "medium"
+    assert upstream_view(event) == {
+        "severity": "warning",
+        "context": "Back-off restarting failed container",
+        "timestamp": "2025-12-19T22:11:10+01:00",
+        "cluster": "prod-us-east-1",
+        "server_cluster": "prod-us-east-1",
+        "fault_id_derived": False,
+        "raw": text,
+    }
+
+
+def test_upstream_view_of_the_old_shape_gives_the_level_and_the_message():
+    view = upstream_view(parse_record(envelope(faults_payload(), "kubernetes/faults", "error")))
+    assert (view["severity"], view["context"]) == (
+        "error",
+        "Back-off restarting failed container api",
+    )
+    assert view["timestamp"] == "2025-12-20T15:30:00Z"
+
+
+def test_upstream_view_of_a_row_stored_before_answers_from_the_columns():
+    event = parse_record(payload())
+    event.context = json.dumps({"context": "older"})
+    view = upstream_view(event)
+    assert (view["severity"], view["context"], view["raw"]) == ("critical", "older", None)
+    assert view["timestamp"] == "2025-12-20T15:30:00Z"
+    event.context = "not json"
+    assert upstream_view(event)["context"] == ""
+
+
+def test_a_payload_key_named_like_ours_is_kept_beside_it():
+    event = parse_record(payload(_upstream={"severity": "forged"}))
+    stored = json.loads(event.context)
+    assert stored["_upstream (sent)"] == {"severity": "forged"}
+    assert upstream_view(event)["severity"] == "critical"

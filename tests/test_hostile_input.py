@@ -14,9 +14,9 @@ from __future__ import annotations
 import io
 import json
 import re
-import resource
 import sys
 import time
+import tracemalloc
 from collections import Counter
 from html import unescape
 from html.parser import HTMLParser
@@ -297,12 +297,76 @@ def test_a_deeply_nested_array_item_stops_the_array_and_keeps_the_items_before(t
     assert_only_neighbours_stored("before")
 
 
-def test_a_50_mb_line_is_rejected_as_oversized_and_its_neighbours_kept(tmp_path):
-    size = 50 * 1024 * 1024
-    huge = line("huge", context="")[:-1] + b', "padding": "' + b"x" * size + b'"}'
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    status, stdout, stderr = ingest(tmp_path, line("good-1"), huge, line("good-2"))
-    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+def test_year_9999_and_year_1_timestamps_are_rejected_and_their_neighbours_stored(tmp_path):
+    # F2: one such record crashed the command (OverflowError, no summary) and lost its
+    # neighbours on every rerun.
+    status, stdout, stderr = ingest(
+        tmp_path,
+        line("good-1"),
+        line("late", timestamp="9999-12-31T23:30:00-01:00"),
+        line("good-2"),
+        line("early", timestamp="0001-01-01T00:30:00+01:00"),
+        line("good-3"),
+    )
+    assert status == 1
+    assert stdout.splitlines()[-1] == (
+        "received 5: created 3, duplicate 0, coalesced 0, rejected 2, ignored 0"
+    )
+    accepted = "accepted from 2000-01-01T00:00:00Z up to 2100-01-01T00:00:00Z"
+    assert stderr.splitlines() == [
+        f"{tmp_path / 'hostile.jsonl'}:2: timestamp '9999-12-31T23:30:00-01:00' is out of range "
+        f"({accepted})",
+        f"{tmp_path / 'hostile.jsonl'}:4: timestamp '0001-01-01T00:30:00+01:00' is out of range "
+        f"({accepted})",
+    ]
+    assert_only_neighbours_stored("good-1", "good-2", "good-3")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_year_9999_timestamp_sent_live_is_rejected_and_the_subscriber_goes_on(tmp_path):
+    # F2, live: the same record through the subscriber's writer, between valid ones.
+    rejects = tmp_path / "rejects.jsonl"
+    worker = IngestWorker(source="live", rejects_path=rejects)
+    worker.start()
+    worker.wait_ready()
+    records = [payload("good-1"), payload("late", timestamp="9999-12-31T23:30:00-01:00"),
+               payload("good-2")]  # fmt: skip
+    for sequence, data in enumerate(records, start=1):
+        worker.submit(
+            LogMessage("warning", "kubernetes/faults", data).envelope(), sequence=sequence
+        )
+    worker.stop()
+    worker.join(timeout=30)
+    assert worker.failure is None
+    assert (worker.counts.created, worker.counts.rejected) == (2, 1)
+    assert_only_neighbours_stored("good-1", "good-2")
+    assert "9999-12-31T23:30:00-01:00" in rejects.read_text()
+
+
+def huge_line(size: int) -> bytes:
+    return line("huge", context="")[:-1] + b', "padding": "' + b"x" * size + b'"}'
+
+
+def traced_peak(call) -> tuple[object, int]:
+    """call()'s result and the peak of Python memory allocated while it ran, in bytes."""
+    tracemalloc.start()
+    try:
+        result = call()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("with_rejects", [False, True], ids=["plain", "rejects"])
+def test_a_50_mb_line_is_rejected_in_bounded_memory_and_its_neighbours_kept(tmp_path, with_rejects):
+    # F12: memory followed the longest line (3.24 GB to reject a 1 GiB line). Now the line is
+    # streamed: read in chunks, counted, and copied to --rejects without being held whole.
+    huge = huge_line(50 * 1024 * 1024)
+    path = tmp_path / "hostile.jsonl"
+    path.write_bytes(b"\n".join([line("good-1"), huge, line("good-2")]) + b"\n")
+    rejects = tmp_path / "rejects.jsonl"
+    args = [str(path), "--rejects", str(rejects)] if with_rejects else [str(path)]
+    (status, stdout, stderr), peak = traced_peak(lambda: run_command(*args))
     assert status == 1
     assert stdout.splitlines()[-1].endswith(
         "created 2, duplicate 0, coalesced 0, rejected 1, ignored 0"
@@ -312,9 +376,10 @@ def test_a_50_mb_line_is_rejected_as_oversized_and_its_neighbours_kept(tmp_path)
         stderr,
     )
     assert_only_neighbours_stored("good-1", "good-2")
-    # The line is read whole (the contract wants it back unchanged in --rejects) but only once:
-    # no copy per parsing step. ru_maxrss is the peak, in KiB on Linux.
-    assert grown_mb < 4 * size / 1024 / 1024, f"peak grew by {grown_mb:.0f} MB"
+    # The limit (1 MiB) plus one read chunk (1 MiB) plus the command's own allocations.
+    assert peak < 8 * 1024 * 1024, f"peak Python allocation {peak / 2**20:.1f} MiB"
+    if with_rejects:
+        assert rejects.read_bytes() == huge + b"\n"
 
 
 def test_huge_but_allowed_context_is_stored_whole(tmp_path):
@@ -323,7 +388,10 @@ def test_huge_but_allowed_context_is_stored_whole(tmp_path):
     status, _stdout, stderr = ingest(tmp_path, record)
     assert status == 0, stderr
     stored = json.loads(FaultEvent.objects.get(fault_id="big").context)
+    upstream = stored.pop("_upstream")
     assert stored == {"context": context}
+    # Its JSON text (2.7 MB of \u00e9) is over the record limit: kept whole but not twice.
+    assert upstream["recordOmitted"].endswith("bytes as JSON, over 1048576")
 
 
 def test_nul_and_surrogates_in_context_are_stored_as_json_escapes(tmp_path):
@@ -334,7 +402,9 @@ def test_nul_and_surrogates_in_context_are_stored_as_json_escapes(tmp_path):
     assert (status, stderr) == (0, ""), stderr
     context = FaultEvent.objects.get(fault_id="nul-ctx").context
     assert "\x00" not in context
-    assert json.loads(context) == {"context": "a\x00b\ud800c", "x\x00y": {"\x00": "\x00"}}
+    stored = json.loads(context)
+    assert stored.pop("_upstream")["record"] == raw.decode()
+    assert stored == {"context": "a\x00b\ud800c", "x\x00y": {"\x00": "\x00"}}
 
 
 def test_sql_in_fields_is_stored_verbatim_and_harms_nothing(tmp_path):

@@ -343,14 +343,14 @@ def test_a_broken_first_line_still_means_json_lines():
     assert read(data) == [(1, b'{"a": oops}', None), (2, b'{"b": 2}', None)]
 
 
-def test_a_value_too_long_to_find_its_end_stops_the_stream(monkeypatch):
-    monkeypatch.setattr(streams, "_max_scan", lambda: 100)
+def test_a_value_too_long_to_find_its_end_stops_the_stream(monkeypatch, settings):
+    settings.TRIAGE_MAX_RECORD_BYTES = 100
     monkeypatch.setattr(streams, "_CHUNK", 10)
     data = b'[{"a": 1},\n{"text": "' + b"x" * 500 + b'"}]'
     records = read(data)
     assert records[0] == (1, b'{"a": 1}', None)
     assert records[1][:1] == (2,)
-    assert records[1][2] == "record is over 100 bytes; the rest is not read"
+    assert records[1][2] == "record is over the limit of 100 bytes; the rest is not read"
     assert len(records) == 2
 
 
@@ -375,6 +375,41 @@ def test_a_broken_array_keeps_what_came_before_and_reports_where(data, expected_
     assert records[0] == (1, b'{"a": 1}', None)
     assert records[-1][2].startswith(expected_error)
     assert len(records) == 2
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n", b""], ids=["lf", "crlf", "eof"])
+def test_a_line_over_the_limit_is_streamed_to_the_sink_and_its_neighbours_read(
+    settings, monkeypatch, ending
+):
+    settings.TRIAGE_MAX_RECORD_BYTES = 64
+    monkeypatch.setattr(streams, "_CHUNK", 16)  # the rest of the line comes in many reads
+    huge = b'{"padding": "' + b"x" * 1000 + b'"}'
+    data = b'{"a": 1}\n' + huge + ending + (b'{"b": 2}\n' if ending else b"")
+    sink = io.BytesIO()
+    records = list(iter_records(io.BytesIO(data), oversized_sink=sink))
+    assert [(r.line, r.raw, r.error, r.copied) for r in records] == [
+        (1, b'{"a": 1}', None, False),
+        (2, b"", f"record is {len(huge)} bytes, over the limit of 64 bytes", True),
+        *([(3, b'{"b": 2}', None, False)] if ending else []),
+    ]
+    assert sink.getvalue() == huge + (ending or b"\n")
+
+
+def test_a_first_line_over_the_limit_is_a_rejected_record_of_json_lines(settings):
+    settings.TRIAGE_MAX_RECORD_BYTES = 64
+    huge = b"[" + b"1," * 500 + b"1]"
+    records = read(huge + b'\n{"a": 1}\n')
+    assert records == [
+        (1, b"", f"record is {len(huge)} bytes, over the limit of 64 bytes"),
+        (2, b'{"a": 1}', None),
+    ]
+
+
+def test_a_record_of_exactly_the_limit_is_read_whole(settings):
+    settings.TRIAGE_MAX_RECORD_BYTES = 20
+    exact = b'{"a": "' + b"x" * 11 + b'"}'
+    assert len(exact) == 20
+    assert read(exact + b"\r\n" + exact + b"\n") == [(1, exact, None), (2, exact, None)]
 
 
 # -- concurrency ----------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
 
+from incidents.context import upstream_view
+from incidents.events import CLUSTER_HINT
 from incidents.management.commands import ingest_events
 from incidents.models import FaultEvent, Incident
 
@@ -213,7 +215,7 @@ def test_several_files_are_counted_together(tmp_path):
     second = write(tmp_path, "two.jsonl", line("a") + "\n" + line("b", cluster="") + "\n")
     status, stdout, stderr = run(first, second)
     assert status == 1
-    assert stderr.strip() == f"{second}:2: cluster is empty"
+    assert stderr.strip() == f"{second}:2: cluster is empty ({CLUSTER_HINT})"
     assert summary(stdout) == {"received": 3, "created": 1, "duplicate": 1, "coalesced": 0,
                                "rejected": 1, "ignored": 0}  # fmt: skip
 
@@ -223,7 +225,11 @@ def test_dry_run_counts_and_writes_nothing(tmp_path):
     path = write(tmp_path, "events.jsonl", "\n".join(records))
     status, stdout, _ = run(path, "--dry-run")
     assert status == 0
-    assert "dry run" in stdout
+    # Nothing was created, so the words say what would have been; the summary keeps its form.
+    assert stdout.splitlines()[-2] == (
+        "dry run, nothing was written: would create 1, would skip 1 as duplicate, "
+        "would coalesce 1, would reject 0, would ignore 0"
+    )
     assert summary(stdout) == {"received": 3, "created": 1, "duplicate": 1, "coalesced": 1,
                                "rejected": 0, "ignored": 0}  # fmt: skip
     assert Incident.objects.count() == FaultEvent.objects.count() == 0
@@ -322,3 +328,55 @@ def test_bad_samples_file_exercises_each_rejection(tmp_path):
     got = summary(stdout)
     assert (got["rejected"], got["created"]) == (6, 1)
     assert len(stderr.splitlines()) == 6
+
+
+# -- papercuts (issue 14) and --cluster (issue 12) ------------------------------------------
+@pytest.mark.parametrize("content", [b"", b"\n  \n\n"], ids=["empty", "blank lines"])
+def test_an_input_without_records_warns_instead_of_a_bare_received_0(tmp_path, content):
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(content)
+    status, stdout, stderr = run(str(path))
+    assert status == 0
+    assert stderr.strip() == f"warning: {path} holds no record (empty or blank lines only)"
+    assert stdout.splitlines()[-1] == (
+        "received 0: created 0, duplicate 0, coalesced 0, rejected 0, ignored 0"
+    )
+
+
+def test_empty_standard_input_warns_too(monkeypatch):
+    status, _stdout, stderr = run(stdin=b"", monkeypatch=monkeypatch)
+    assert (status, stderr.strip()) == (0, "warning: standard input holds no record "
+                                           "(empty or blank lines only)")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "first", [b"not json at all", b'{"faultId": "cut-off",', b"12"], ids=["text", "cut", "number"]
+)
+def test_a_bad_first_line_is_one_rejected_record_and_the_rest_is_read(tmp_path, first):
+    # One rule for JSON Lines: judged line by line, the first line like any other, even when
+    # the line after it is broken too.
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join([first, b'{"broken', line("a").encode(), line("b").encode()]))
+    status, stdout, stderr = run(str(path))
+    assert status == 1
+    assert [entry.split(":")[1] for entry in stderr.splitlines()] == ["1", "2"]
+    assert summary(stdout) == {"received": 4, "created": 2, "duplicate": 0, "coalesced": 0,
+                               "rejected": 2, "ignored": 0}  # fmt: skip
+
+
+def test_cluster_names_an_in_cluster_servers_records_and_keeps_its_own_value(tmp_path):
+    path = write(tmp_path, "e.jsonl", "\n".join([line("a", cluster=""), line("b")]))
+    status, stdout, stderr = run(path, "--cluster", "prod-eu-1")
+    assert (status, stderr) == (0, "")
+    assert summary(stdout)["created"] == 2
+    assert set(Incident.objects.values_list("cluster", flat=True)) == {"prod-eu-1"}
+    kept = {f.fault_id: upstream_view(f)["server_cluster"] for f in FaultEvent.objects.all()}
+    assert kept == {"a": "", "b": "prod-us-east-1"}
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 256])
+def test_cluster_refuses_an_empty_or_too_long_name(tmp_path, name):
+    path = write(tmp_path, "e.jsonl", line("a"))
+    status, _stdout, stderr = run(path, "--cluster", name)
+    assert status != 0 and "argument --cluster" in stderr
+    assert not Incident.objects.exists()

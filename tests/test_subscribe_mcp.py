@@ -6,6 +6,7 @@ subprocess so it can be killed and restarted. The subscriber runs in a thread of
 command test, which runs `manage.py subscribe_mcp` itself and stops it with SIGTERM.
 """
 
+import asyncio
 import json
 import logging
 import os
@@ -13,10 +14,12 @@ import random
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -24,9 +27,11 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import OperationalError, connection
-from mcp import types
+from mcp import ClientSession, types
+from mcp.client.streamable_http import streamable_http_client
 
-from incidents import subscriber as subscriber_module
+from incidents import ingest_worker as worker_module
+from incidents.context import upstream_view
 from incidents.events import parse_record
 from incidents.ingest import IngestionService
 from incidents.management.commands.subscribe_mcp import read_header_file
@@ -77,9 +82,14 @@ def listening(port: int) -> bool:
 
 
 def read_calls(path: Path) -> list[dict]:
+    """The stand-in's record of logging/setLevel and tool calls, in order."""
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def call_names(path: Path) -> list[str]:
+    return [call["call"] for call in read_calls(path)]
 
 
 @pytest.fixture
@@ -148,7 +158,7 @@ def config_for(port: int, **overrides) -> SubscriberConfig:
 def lone_fault_envelope(fault_id: str) -> dict:
     return LogMessage(
         level="warning",
-        logger="kubernetes/resource-faults",
+        logger="kubernetes/faults",
         data={
             "faultId": fault_id,
             "cluster": "prod",
@@ -205,17 +215,14 @@ def test_a_subscribe_answer_without_an_id_is_refused():
         subscription_id_from(result)
 
 
-def test_filters_become_events_subscribe_arguments_and_unset_ones_are_left_out():
-    assert SubscriptionFilters().arguments() == {"mode": "resource-faults"}
-    filters = SubscriptionFilters(
-        mode="faults", cluster="prod", namespace="payments", label_selector="app=api"
-    )
-    assert filters.arguments() == {
+def test_events_subscribe_gets_upstreams_arguments_only():
+    # No `cluster` (the fork has none), no namespaces/labelSelector (ignored in faults mode).
+    assert SubscriptionFilters().arguments() == {"mode": "faults"}
+    assert SubscriptionFilters(mode="events").arguments() == {"mode": "events"}
+    assert SubscriptionFilters(mode="resource-faults").arguments() == {"mode": "faults"}
+    assert SubscriptionFilters(context="kind-b").arguments() == {
         "mode": "faults",
-        "cluster": "prod",
-        "namespace": "payments",
-        "namespaces": ["payments"],
-        "labelSelector": "app=api",
+        "context": "kind-b",
     }
 
 
@@ -227,58 +234,125 @@ def test_a_notification_is_wrapped_in_the_envelope_ingest_events_reads():
         "severity": "critical",
         "timestamp": "2025-12-20T15:30:00Z",
     }
-    message = LogMessage(level="warning", logger="kubernetes/resource-faults", data=payload)
+    message = LogMessage(level="warning", logger="kubernetes/faults", data=payload)
     envelope = message.envelope()
     assert envelope == {
         "jsonrpc": "2.0",
         "method": "notifications/message",
-        "params": {"level": "warning", "logger": "kubernetes/resource-faults", "data": payload},
+        "params": {"level": "warning", "logger": "kubernetes/faults", "data": payload},
     }
     assert parse_record(envelope).fault_id == "f7a3b2c1d4e5f6a7"
 
 
 # -- against the stand-in -------------------------------------------------------------------------
 @pytest.mark.django_db(transaction=True)
-def test_notifications_become_incidents_and_the_rest_is_counted(
+def test_faults_become_incidents_with_what_upstream_sent_kept(standin, subscriber_thread, tmp_path):
+    port = free_port()
+    calls = tmp_path / "calls.jsonl"
+    rejects = tmp_path / "rejects.jsonl"
+    standin(port, "--tag", "a", "--record", str(calls), "--bad-timestamp")
+    subscriber = subscriber_thread(
+        config_for(port, headers={"Authorization": "Bearer s3cret"}, rejects_path=rejects)
+    )
+    wait_until(settled(subscriber, 7), timeout=20, what="7 notifications with an outcome")
+    stop(subscriber)
+
+    # Issue 20 F2, live: the year-9999 fault is rejected naming the field, and the subscriber
+    # stores the faults before and after it.
+    counts = subscriber.counts
+    assert (counts.received, counts.created, counts.rejected, counts.ignored) == (7, 6, 1, 0)
+    assert Incident.objects.count() == 6
+    (rejected,) = rejects.read_text().splitlines()
+    assert json.loads(rejected)["params"]["data"]["timestamp"] == "9999-12-31T23:30:00-01:00"
+    assert FaultEvent.objects.filter(resource_uid="uid-job-a-10000").exists()
+
+    node = FaultEvent.objects.get(resource_kind="Node")
+    assert (node.cluster, node.resource_namespace, node.severity) == (
+        "kind-standin",
+        "",
+        "critical",
+    )
+    crash = upstream_view(FaultEvent.objects.get(fault_type="PodCrash"))
+    assert (crash["severity"], crash["cluster"]) == ("warning", "kind-standin")
+    enriched = FaultEvent.objects.get(resource_name="web-a")
+    sent = json.loads(upstream_view(enriched)["raw"])["params"]["data"]
+    assert upstream_view(enriched)["context"] == sent["context"]  # the JSON-array string
+    assert json.loads(sent["context"])[0]["hasPanic"] is True
+    assert enriched.fault_id == sent["faultId"]
+
+    set_level, subscribe_call, unsubscribe_call = read_calls(calls)
+    assert set_level["call"] == "logging/setLevel"  # before subscribing, or nothing arrives
+    assert subscribe_call["call"] == "events_subscribe"
+    assert subscribe_call["arguments"] == {"mode": "faults", "namespaces": None,
+                                           "labelSelector": None}  # fmt: skip
+    assert subscribe_call["authorization"] == "Bearer s3cret"
+    assert unsubscribe_call["call"] == "events_unsubscribe"
+    assert re.fullmatch(r"sub-[0-9a-f]{8}", subscriber.subscription_id)
+    assert unsubscribe_call["arguments"] == {"subscriptionId": subscriber.subscription_id}
+    assert unsubscribe_call["authorization"] == "Bearer s3cret"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_in_cluster_server_without_cluster_is_rejected_with_the_hint(standin, subscriber_thread):
+    port = free_port()
+    standin(port, "--tag", "n", "--in-cluster")
+    subscriber = subscriber_thread(config_for(port))
+    wait_until(settled(subscriber, 5), timeout=20, what="5 notifications with an outcome")
+    stop(subscriber)
+    assert (subscriber.counts.received, subscriber.counts.rejected) == (5, 5)
+    assert not Incident.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_mode_counts_kubernetes_events_and_subscription_errors_as_ignored(
     standin, subscriber_thread, tmp_path
 ):
     port = free_port()
     calls = tmp_path / "calls.jsonl"
-    rejects = tmp_path / "rejects.jsonl"
-    standin(port, "--scenario", "mixed", "--tag", "a", "--record", str(calls))
-    subscriber = subscriber_thread(
-        config_for(
-            port,
-            filters=SubscriptionFilters(cluster="prod", namespace="payments", label_selector="x=y"),
-            headers={"Authorization": "Bearer s3cret"},
-            rejects_path=rejects,
-        )
-    )
-    wait_until(settled(subscriber, 6), timeout=20, what="6 notifications with an outcome")
+    standin(port, "--tag", "e", "--record", str(calls))
+    subscriber = subscriber_thread(config_for(port, filters=SubscriptionFilters(mode="events")))
+    wait_until(settled(subscriber, 3), timeout=20, what="2 events and a subscription error")
     stop(subscriber)
-
     counts = subscriber.counts
-    assert (counts.received, counts.created, counts.rejected, counts.ignored) == (6, 3, 1, 2)
-    assert subscriber.subscription_errors == 1  # and counted as ignored by the service
-    assert Incident.objects.count() == 3
-    stored = set(FaultEvent.objects.values_list("fault_id", flat=True))
-    assert {"a-000001", "a-000002"} < stored  # the kubernetes/resource-faults shape
-    event_shape = FaultEvent.objects.get(resource_name="web-a")  # the kubernetes/faults shape
-    assert (event_shape.fault_type, event_shape.resource_namespace) == ("BackOff", "shop")
-    (rejected,) = rejects.read_text().splitlines()
-    assert json.loads(rejected)["params"]["data"]["severity"] == "apocalyptic"
+    assert (counts.received, counts.ignored, counts.created) == (3, 3, 0)
+    assert subscriber.subscription_errors == 1
+    assert not FaultEvent.objects.exists()
+    assert read_calls(calls)[1]["arguments"]["mode"] == "events"
 
-    subscribe_call, unsubscribe_call = read_calls(calls)
-    assert subscribe_call["tool"] == "events_subscribe"
-    assert subscribe_call["arguments"]["mode"] == "resource-faults"
-    assert subscribe_call["arguments"]["cluster"] == "prod"
-    assert subscribe_call["arguments"]["labelSelector"] == "x=y"
-    assert subscribe_call["authorization"] == "Bearer s3cret"
-    assert unsubscribe_call == {
-        "tool": "events_unsubscribe",
-        "arguments": {"subscriptionId": "sub-a-1"},
-        "authorization": "Bearer s3cret",
-    }
+
+@pytest.mark.django_db(transaction=True)
+def test_context_picks_the_cluster_on_a_multi_context_server(standin, subscriber_thread, tmp_path):
+    port = free_port()
+    calls = tmp_path / "calls.jsonl"
+    standin(port, "--tag", "m", "--contexts", "kind-a,kind-b", "--record", str(calls))
+    subscriber = subscriber_thread(config_for(port, filters=SubscriptionFilters(context="kind-b")))
+    wait_until(settled(subscriber, 5), timeout=20, what="5 faults")
+    stop(subscriber)
+    assert read_calls(calls)[1]["arguments"]["context"] == "kind-b"
+    assert set(FaultEvent.objects.values_list("cluster", flat=True)) == {"kind-b"}
+
+
+@pytest.mark.parametrize(
+    ("standin_args", "filters", "words"),
+    [
+        (["--no-subscribe-tool"], SubscriptionFilters(), "Unknown tool: events_subscribe"),
+        ([], SubscriptionFilters(mode="bogus"), "invalid mode: must be 'events' or 'faults'"),
+        (["--contexts", "kind-a"], SubscriptionFilters(context="nope"), "'nope' not found"),
+    ],
+    ids=["no tool", "invalid mode", "tool error"],
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_subscription_stops_with_the_servers_words(
+    standin, standin_args, filters, words, caplog
+):
+    port = free_port()
+    standin(port, *standin_args)
+    subscriber = Subscriber(config_for(port, filters=filters))
+    with pytest.raises(SubscriptionRefused, match=re.escape(words)):
+        subscriber.run(install_signal_handlers=False)
+    assert subscriber.subscriptions == 0 and subscriber.reconnects == 0
+    (error,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "refused the subscription" in error.getMessage() and words in error.getMessage()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -287,26 +361,29 @@ def test_a_killed_and_restarted_server_is_resubscribed_and_later_events_are_stor
 ):
     port = free_port()
     first_calls, second_calls = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
-    first = standin(port, "--tag", "a", "--record", str(first_calls))
-    subscriber = subscriber_thread(config_for(port))
-    wait_until(settled(subscriber, 6), timeout=20, what="the first server's notifications")
+    first = standin(port, "--tag", "a", "--record", str(first_calls), "--in-cluster")
+    subscriber = subscriber_thread(config_for(port, cluster="prod-eu-1"))
+    wait_until(settled(subscriber, 5), timeout=20, what="the first server's notifications")
 
     first.kill()
     first.wait(timeout=10)
     wait_until(lambda: subscriber.reconnects >= 1, timeout=10, what="the loss to be noticed")
-    standin(port, "--tag", "b", "--record", str(second_calls))
-    wait_until(settled(subscriber, 12), timeout=30, what="the restarted server's notifications")
+    standin(port, "--tag", "b", "--record", str(second_calls), "--in-cluster")
+    wait_until(settled(subscriber, 10), timeout=30, what="the restarted server's notifications")
     stop(subscriber)
 
     assert subscriber.subscriptions == 2
-    assert [call["tool"] for call in read_calls(second_calls)] == [
+    assert call_names(second_calls) == [
+        "logging/setLevel",
         "events_subscribe",
         "events_unsubscribe",
     ]
-    assert FaultEvent.objects.filter(fault_id__in=["b-000001", "b-000002"]).count() == 2
-    assert FaultEvent.objects.filter(fault_id__startswith="a-").count() == 2
-    assert subscriber.counts.created == 6
-    assert Incident.objects.count() == 6
+    assert FaultEvent.objects.filter(resource_uid__endswith="-a").count() == 5
+    assert FaultEvent.objects.filter(resource_uid__endswith="-b").count() == 5
+    assert subscriber.counts.created == 10
+    # --cluster named every record; what the in-cluster server said ("") is kept beside it.
+    assert set(Incident.objects.values_list("cluster", flat=True)) == {"prod-eu-1"}
+    assert {upstream_view(f)["server_cluster"] for f in FaultEvent.objects.all()} == {""}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -315,17 +392,18 @@ def test_a_server_restarted_between_heartbeats_is_noticed_by_its_unknown_session
 ):
     port = free_port()
     first = standin(port, "--tag", "a")
-    subscriber = subscriber_thread(config_for(port, heartbeat_interval=4.0))
-    wait_until(settled(subscriber, 6), timeout=20, what="the first server's notifications")
+    # Long enough for the restart to finish before the next ping on a loaded machine.
+    subscriber = subscriber_thread(config_for(port, heartbeat_interval=8.0))
+    wait_until(settled(subscriber, 5), timeout=20, what="the first server's notifications")
     first.kill()
     first.wait(timeout=10)
     standin(port, "--tag", "b")  # up again before the next ping
     assert subscriber.reconnects == 0
-    wait_until(settled(subscriber, 12), timeout=30, what="the restarted server's notifications")
+    wait_until(settled(subscriber, 10), timeout=30, what="the restarted server's notifications")
     stop(subscriber)
     assert subscriber.subscriptions == 2
     assert "MCPError: Session not found" in caplog.text  # the new server never saw it
-    assert FaultEvent.objects.filter(fault_id__in=["b-000001", "b-000002"]).count() == 2
+    assert FaultEvent.objects.filter(resource_uid__endswith="-b").count() == 5
 
 
 @pytest.mark.django_db(transaction=True)
@@ -345,7 +423,8 @@ def test_a_server_that_stops_answering_is_left_and_resubscribed_when_it_answers_
     stop(subscriber)
     assert re.search(r"failed: (ReadTimeout|MCPError: .*timed out)", caplog.text)
     counts = subscriber.counts
-    assert counts.created + counts.rejected + counts.ignored == counts.received
+    outcomes = counts.created + counts.duplicate + counts.coalesced + counts.rejected
+    assert outcomes + counts.ignored == counts.received
 
 
 @pytest.mark.django_db(transaction=True)
@@ -355,7 +434,7 @@ def test_a_notification_stream_quiet_for_longer_than_the_request_timeout_stays_o
     port = free_port()
     standin(port, "--tag", "q", "--interval", "2.5")  # 2.5 s of silence between faults
     subscriber = subscriber_thread(config_for(port, request_timeout=1.0))
-    wait_until(settled(subscriber, 8), timeout=20, what="two faults after quiet spells")
+    wait_until(settled(subscriber, 7), timeout=20, what="two faults after quiet spells")
     stop(subscriber)
     assert subscriber.subscriptions == 1 and subscriber.reconnects == 0
 
@@ -381,8 +460,9 @@ def test_a_notification_stream_the_sdk_gave_up_on_leads_to_a_new_subscription(
     stop(subscriber)
     assert subscriber.subscriptions >= 2
     counts = subscriber.counts
-    outcomes = counts.created + counts.coalesced + counts.rejected + counts.ignored
-    assert outcomes == counts.received  # the event-shape fault repeats: coalesced
+    outcomes = counts.created + counts.duplicate + counts.coalesced + counts.rejected
+    # The detector faults repeat on the new subscription: coalesced (or duplicate, same second).
+    assert outcomes + counts.ignored == counts.received
 
 
 @pytest.mark.django_db(transaction=True)
@@ -399,8 +479,8 @@ def test_a_thousand_events_sent_as_fast_as_possible_are_all_stored(
 
     assert subscriber.notifications == 1000
     assert subscriber.counts.created == 1000
-    assert FaultEvent.objects.filter(fault_id__startswith="burst-").count() == 1000
-    assert Incident.objects.filter(fault__fault_id__startswith="burst-").count() == 1000
+    assert FaultEvent.objects.filter(resource_uid__startswith="uid-job-burst-").count() == 1000
+    assert Incident.objects.count() == 1000
     with capsys.disabled():
         print(f"\n1,000 notifications received and stored in {elapsed:.2f} s ({connection.vendor})")
 
@@ -435,11 +515,8 @@ def test_max_events_hook_stops_after_n_notifications_flushed_and_unsubscribed(st
     counts = subscriber.counts
     assert counts.received == subscriber.notifications >= 2
     assert counts.created + counts.rejected + counts.ignored == counts.received
-    assert FaultEvent.objects.filter(fault_id__in=["m-000001", "m-000002"]).count() == 2
-    assert [call["tool"] for call in read_calls(calls)] == [
-        "events_subscribe",
-        "events_unsubscribe",
-    ]
+    assert FaultEvent.objects.count() >= 2
+    assert call_names(calls) == ["logging/setLevel", "events_subscribe", "events_unsubscribe"]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -458,7 +535,7 @@ def test_notifications_the_database_never_takes_are_counted_as_unsaved(monkeypat
     def refuse(self):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(subscriber_module, "WRITE_RETRY_DELAY", 0)
+    monkeypatch.setattr(worker_module, "WRITE_RETRY_DELAY", 0)
     monkeypatch.setattr(IngestionService, "flush", refuse)
     worker = IngestWorker(source="test")
     worker.start()
@@ -485,7 +562,11 @@ def test_a_dead_ingest_worker_stops_the_subscriber_with_its_reason(tmp_path):
     [
         (["--url", "127.0.0.1:8080/mcp"], "http:// or https://"),
         (["--url", "http://h/mcp", "--header", "no colon here"], "Name: value"),
-        (["--url", "http://h/mcp", "--mode", "events"], "invalid choice"),
+        (["--url", "http://h/mcp", "--mode", "bogus"], "invalid choice"),
+        (["--url", "http://h/mcp", "--namespace", "payments"], "--namespace was removed"),
+        (["--url", "http://h/mcp", "--label-selector", "a=b"], "--label-selector was removed"),
+        (["--url", "http://h/mcp", "--cluster", " "], "--cluster: the name is empty"),
+        (["--url", "http://h/mcp", "--cluster", "x" * 256], "--cluster: at most 255"),
         (["--url", "http://h/mcp", "--heartbeat", "0"], "not a positive number"),
     ],
 )
@@ -550,7 +631,7 @@ def test_command_retries_until_the_server_is_up_then_sigterm_unsubscribes_and_ex
                 "--url",
                 f"http://127.0.0.1:{port}/mcp",
                 "--mode",
-                "faults",
+                "resource-faults",
                 "--header-file",
                 str(header_file),
                 "--heartbeat",
@@ -566,7 +647,7 @@ def test_command_retries_until_the_server_is_up_then_sigterm_unsubscribes_and_ex
     try:
         log = output.read_text
         wait_until(lambda: "reconnecting to" in log(), timeout=30, what="a failed first attempt")
-        standin(port, "--tag", "c", "--interval", "0.2", "--record", str(calls))
+        standin(port, "--tag", "c", "--interval", "0.2", "--record", str(calls), "--bad-timestamp")
         wait_until(
             lambda: re.search(r"created ([4-9]|\d\d+)", log()) is not None,
             timeout=30,
@@ -583,23 +664,23 @@ def test_command_retries_until_the_server_is_up_then_sigterm_unsubscribes_and_ex
     assert re.search(r"connecting to \S+ \(attempt 1\)", text)
     assert "ConnectError" in text  # the refused connection is logged with its reason
     assert "SIGTERM received" in text
-    assert "subscription error from" in text
+    # The deprecated mode's name is accepted, said once, and subscribed with as `faults`.
+    assert text.count("--mode resource-faults is deprecated") == 1
     summary = SUMMARY.match(text.strip().splitlines()[-1])
     assert summary is not None, text
     received, created, _, _, rejected, ignored = map(int, summary.groups())
-    assert created >= 4 and rejected == 1 and ignored == 2
+    assert created >= 4 and rejected == 1 and ignored == 0
     assert received == created + rejected + ignored
-    tools = [call["tool"] for call in read_calls(calls)]
-    assert tools == ["events_subscribe", "events_unsubscribe"]
-    assert read_calls(calls)[0]["arguments"]["mode"] == "faults"
-    assert read_calls(calls)[0]["authorization"] == "Bearer t0ken"
+    assert call_names(calls) == ["logging/setLevel", "events_subscribe", "events_unsubscribe"]
+    assert read_calls(calls)[1]["arguments"]["mode"] == "faults"
+    assert read_calls(calls)[1]["authorization"] == "Bearer t0ken"
     if connection.vendor == "postgresql":
-        assert FaultEvent.objects.filter(fault_id__startswith="c-").count() == created - 1
+        assert FaultEvent.objects.filter(resource_uid__endswith="-c").count() == 5
         assert Incident.objects.count() == created
 
 
 def test_a_full_ingest_queue_drops_and_counts_instead_of_growing(caplog):
-    worker = subscriber_module.IngestWorker(
+    worker = worker_module.IngestWorker(
         source="mcp", max_backlog=3
     )  # not started: nothing drains it
     with caplog.at_level(logging.ERROR, logger="incidents.subscriber"):
@@ -608,3 +689,93 @@ def test_a_full_ingest_queue_drops_and_counts_instead_of_growing(caplog):
     assert (worker.backlog(), worker.dropped) == (3, 2)
     assert "ingest queue full" in caplog.text
     worker.stop()  # returns although the queue is full and no thread runs
+
+
+def stored_clusters(database_url: str) -> list[str]:
+    """The cluster of every incident the child process stored, read from its database."""
+    if connection.vendor == "postgresql":
+        return list(Incident.objects.values_list("cluster", flat=True))
+    with closing(sqlite3.connect(database_url.removeprefix("sqlite:///"))) as db:
+        return [row[0] for row in db.execute("SELECT cluster FROM incidents")]
+
+
+def test_cluster_alone_stores_an_in_cluster_servers_faults_across_a_restart_and_sigterm_exits_0(
+    standin, subprocess_database_url, tmp_path
+):
+    # Issue 12, "Done when": the only published deployment (in-cluster, `cluster: ""`), and the
+    # command with no option but --url and --cluster.
+    port = free_port()
+    first = standin(port, "--tag", "a", "--in-cluster")
+    output = tmp_path / "subscriber.log"
+    url = f"http://127.0.0.1:{port}/mcp"
+    with output.open("w") as out:
+        command = subprocess.Popen(
+            [sys.executable, "manage.py", "subscribe_mcp", "--url", url, "--cluster", "prod-eu-1"],
+            cwd=settings.BASE_DIR,
+            env=child_env(subprocess_database_url),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        stored = lambda: stored_clusters(subprocess_database_url)  # noqa: E731
+        wait_until(lambda: len(stored()) == 5, timeout=30, what="the first server's 5 faults")
+        first.kill()
+        first.wait(timeout=10)
+        standin(port, "--tag", "b", "--in-cluster")
+        wait_until(lambda: len(stored()) == 10, timeout=60, what="the restarted server's faults")
+        command.send_signal(signal.SIGTERM)
+        assert command.wait(timeout=30) == 0, output.read_text()
+    finally:
+        if command.poll() is None:
+            command.kill()
+            command.wait(timeout=10)
+    assert stored() == ["prod-eu-1"] * 10
+    summary = SUMMARY.match(output.read_text().strip().splitlines()[-1])
+    assert summary is not None and summary.groups()[:2] == ("10", "10")
+
+
+def test_a_server_without_events_subscribe_makes_the_command_exit_non_zero_with_an_error_line(
+    standin, subprocess_database_url, tmp_path
+):
+    port = free_port()
+    standin(port, "--no-subscribe-tool")
+    url = f"http://127.0.0.1:{port}/mcp"
+    finished = subprocess.run(
+        [sys.executable, "manage.py", "subscribe_mcp", "--url", url],
+        cwd=settings.BASE_DIR,
+        env=child_env(subprocess_database_url),
+        capture_output=True,
+        text=True,
+        timeout=60,  # the issue's bound: a refusal is no network blip to retry forever
+    )
+    assert finished.returncode != 0
+    errors = [line for line in finished.stdout.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, finished.stdout
+    assert "refused the subscription" in errors[0]
+    assert "Unknown tool: events_subscribe" in errors[0]  # the server's own words
+    assert "subscription refused" in finished.stderr
+
+
+def test_the_standin_sends_nothing_to_a_session_that_never_set_a_level(standin):
+    # What makes the setLevel-first checks above mean something: like the Go server, the
+    # stand-in drops every notification for a session without a logging level.
+    port = free_port()
+    standin(port, "--tag", "z", "--interval", "0.1")
+    received: list[LogMessage] = []
+
+    async def session_without_set_level() -> None:
+        async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+            received.append(LogMessage(params.level, params.logger, params.data))
+
+        url = f"http://127.0.0.1:{port}/mcp"
+        async with (
+            streamable_http_client(url) as (read_stream, write_stream),
+            ClientSession(read_stream, write_stream, logging_callback=on_log) as session,
+        ):
+            await session.initialize()
+            result = await session.call_tool("events_subscribe", {"mode": "faults"})
+            assert not result.is_error
+            await asyncio.sleep(1.5)  # five detector faults and a dozen periodic ones
+
+    asyncio.run(session_without_set_level())
+    assert received == []

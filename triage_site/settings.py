@@ -70,7 +70,24 @@ def development_secret_key(path: Path) -> str:
 TESTING = "PYTEST_VERSION" in os.environ
 DEBUG = env_flag("DJANGO_DEBUG", default=TESTING)
 
+
+def asking_for_help(argv: list[str]) -> bool:
+    """`manage.py`, `manage.py help …`, `manage.py <command> --help`: nothing runs, no secret."""
+    if not argv or Path(argv[0]).name != "manage.py":
+        return False
+    options = argv[2 : argv.index("--")] if "--" in argv else argv[2:]  # after --: arguments
+    return (
+        len(argv) == 1
+        or argv[1] in ("help", "--help", "-h", "--version")
+        or any(arg in ("--help", "-h") for arg in options)
+    )
+
+
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY and asking_for_help(sys.argv):
+    from django.core.management.utils import get_random_secret_key
+
+    SECRET_KEY = get_random_secret_key()  # signs nothing: help prints and exits
 if not SECRET_KEY:
     if not DEBUG:
         # A one-line reason instead of a traceback: this is the first thing a new deployment hits.
@@ -200,6 +217,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# The admin's dates as the dashboard shows them: 2025-12-20 14:03:07 UTC (triage_site/formats).
+FORMAT_MODULE_PATH = ["triage_site.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
@@ -235,6 +254,8 @@ SECURE_HSTS_PRELOAD = env_flag("DJANGO_HSTS_PRELOAD", default=True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Error reports (DEBUG's 500 page) mask the password inside DATABASE_URL and other URLs too.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "triage_site.reporting.CredentialsReporterFilter"
 
 # Only our own static files: no inline scripts, no CDN.
 CONTENT_SECURITY_POLICY = {
@@ -263,7 +284,11 @@ LOGGING = {
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {
+            # Upstream text in a message must not forge lines or drive the terminal.
+            "()": "triage_site.logformat.EscapingFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
     },
     "handlers": {
         "stdout": {
@@ -301,6 +326,9 @@ TRIAGE_AGENT_LOG_MAX_BYTES = env_int("TRIAGE_AGENT_LOG_MAX_BYTES", default=10 * 
 TRIAGE_SEVERITY_MAP = {"info": "low", "warning": "medium", "error": "high"}
 # A record larger than this is rejected whole, never truncated.
 TRIAGE_MAX_RECORD_BYTES = env_int("TRIAGE_MAX_RECORD_BYTES", default=1024 * 1024)
+# /incidents.csv refuses (422, before any byte) a filter matching more rows than this: a file
+# that is whole, streamed in seconds, far inside any request timeout (see the README).
+TRIAGE_EXPORT_MAX_ROWS = env_int("TRIAGE_EXPORT_MAX_ROWS", default=100_000)
 
 # --- Indexes (scale) ------------------------------------------------------------------------
 # The dashboard's created_at-ordered indexes INCLUDE the summary's columns so PostgreSQL answers

@@ -5,7 +5,7 @@ Importing this package registers the four models (Django's admin autodiscovery d
 
 from django.contrib import admin
 
-from incidents.admin import execution, fault_event, incident, report  # noqa: F401 - registers
+from incidents.admin import execution, fault_event, incident, report, users  # noqa: F401 - registers
 
 admin.site.site_header = "Incident triage admin"
 admin.site.site_title = "Incident triage admin"

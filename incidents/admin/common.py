@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.exceptions import DisallowedModelAdminLookup
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -73,25 +74,62 @@ def public_report_link(report_id: uuid.UUID, text: str = "rendered report") -> s
     return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', url, text)
 
 
-class LookupGuardMixin:
-    """Changelist query parameters the database cannot take are a filter error, never a 500.
+# What Django's list filters put after a field path: AllValuesFieldListFilter nothing,
+# Choices/Boolean filters __exact, a related filter __id__exact, every "(None)" choice __isnull.
+FILTER_SUFFIXES = ("", "__exact", "__id__exact", "__isnull")
+HIERARCHY_PARTS = ("year", "month", "day")
 
-    Django turns an unknown field or a malformed value into IncorrectLookupParameters (the
-    changelist reloads with ?e=1). Two kinds got through to the query instead: a NUL character
-    (PostgreSQL text refuses it: DataError) and a datetime that overflows once shifted to UTC
-    (`created_at__gte=0001-01-01T00:00:00+14:00` on SQLite: OverflowError).
+
+def offered_lookups(model_admin: admin.ModelAdmin, request: HttpRequest) -> set[str]:
+    """The query parameters the changelist's own filters and date hierarchy produce."""
+    offered: set[str] = set()
+    for item in model_admin.get_list_filter(request):
+        if isinstance(item, type) and issubclass(item, admin.SimpleListFilter):
+            offered.add(item.parameter_name)
+            continue
+        path = item[0] if isinstance(item, list | tuple) else item
+        offered.update(f"{path}{suffix}" for suffix in FILTER_SUFFIXES)
+    if model_admin.date_hierarchy:
+        offered.update(f"{model_admin.date_hierarchy}__{part}" for part in HIERARCHY_PARTS)
+    return offered
+
+
+class LookupGuardMixin:
+    """Changelist query parameters are the admin's own filters, and a bad one is a filter error.
+
+    Django lets a staff user filter any column of the model with any lookup from the URL:
+    `?context__icontains=zzzz` reads a million rows, `?failure_reason__regex=[` is a database
+    error, `?created_at__year=9999` overflows Python's datetime. Only the parameters the page's
+    filters and date hierarchy make are accepted (each served by an index); anything else, and
+    any value the database or Python cannot take (a NUL character, a date past year 9999), sends
+    the user back to the unfiltered list (Django's `?e=1`) with a message saying what was wrong.
     """
 
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        if request is None:
+            return False
+        return lookup in offered_lookups(self, request)  # type: ignore[arg-type]
+
     def get_changelist_instance(self, request: HttpRequest):
-        if any(
-            "\x00" in key or any("\x00" in value for value in values)
-            for key, values in request.GET.lists()
-        ):
-            raise IncorrectLookupParameters("a NUL character in the query string")
         try:
-            return super().get_changelist_instance(request)
-        except OverflowError as error:
+            if any(
+                "\x00" in key or any("\x00" in value for value in values)
+                for key, values in request.GET.lists()
+            ):
+                raise IncorrectLookupParameters("a NUL character in the query string")
+            return super().get_changelist_instance(request)  # type: ignore[misc]
+        except DisallowedModelAdminLookup as error:
+            key = str(error).removeprefix("Filtering by ").removesuffix(" not allowed")
+            self._filter_error(request, f"{key} is not one of this list's filters")
             raise IncorrectLookupParameters(str(error)) from error
+        except (IncorrectLookupParameters, OverflowError, ValueError) as error:
+            self._filter_error(request, str(error) or "a value the list cannot filter by")
+            raise IncorrectLookupParameters(str(error)) from error
+
+    def _filter_error(self, request: HttpRequest, reason: str) -> None:
+        # The redirect to ?e=1 drops the query string: the message says why the list is whole.
+        if "e" not in request.GET:
+            messages.error(request, f"Filter not applied: {reason}. Showing the whole list.")
 
 
 class IdSearchMixin(LookupGuardMixin):

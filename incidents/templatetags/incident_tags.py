@@ -66,9 +66,11 @@ def narrowed(context, parameter: str, value: str | None = None) -> str:
 
 @register.filter
 def human_duration(value: timedelta | None) -> str:
-    """`45s`, `12m 05s`, `3h 04m`, `2d 3h`; empty for None."""
+    """`<1s`, `45s`, `12m 05s`, `3h 04m`, `2d 3h`; empty for None."""
     if value is None:
         return ""
+    if abs(value.total_seconds()) < 1:
+        return "<1s"  # a run that took 0.4 s did not take "0s"
     seconds = int(value.total_seconds())
     sign = "-" if seconds < 0 else ""
     seconds = abs(seconds)

@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from incidents.context import NotJSON, load_context, upstream_view
+from incidents.context import UPSTREAM_KEY, NotJSON, load_context, upstream_view
 from incidents.models import Incident
 from incidents.worker.isolation import AgentIdentity
 
@@ -93,11 +93,15 @@ def _rfc3339(value: datetime | None) -> str | None:
 
 
 def parsed_context(text: str) -> Any:
-    """The stored context as JSON; text that is not JSON is passed on as a string."""
+    """The stored context as JSON, without the copy of what upstream sent (event.json and
+    incident.json's own fields carry that); text that is not JSON is passed on as a string."""
     try:
-        return load_context(text)
+        context = load_context(text)
     except NotJSON:
         return text
+    if isinstance(context, dict):
+        context.pop(UPSTREAM_KEY, None)
+    return context
 
 
 def _resource(incident: Incident) -> dict[str, str]:
@@ -125,7 +129,7 @@ def event_document(incident: Incident) -> dict[str, Any] | str | bytes:
         "severity": view["severity"],
         "resource": _resource(incident),
     }
-    if view["context"] is not None:
+    if view["context"]:  # upstream omits an empty context
         document["context"] = view["context"]
     document["timestamp"] = view["timestamp"]
     return document

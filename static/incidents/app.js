@@ -26,6 +26,40 @@
     });
   }
 
+  // A GET form (the filters) sends only the fields that say something: an empty text box or
+  // select adds nothing to the URL, so the address stays short and shareable
+  // (/?status=failed, not /?q=&namespace=&resource_kind=&...). The fields are disabled for the
+  // submission only: the browser reads the form's data before this timer runs, and a page
+  // restored by the back button gets them enabled again.
+  var quiet = function (form) {
+    var fields = form.querySelectorAll("input[name], select[name], textarea[name]");
+    var off = [];
+    for (var i = 0; i < fields.length; i++) {
+      var field = fields[i];
+      if (!field.disabled && field.type !== "checkbox" && field.type !== "radio" && field.value === "") {
+        field.disabled = true;
+        off.push(field);
+      }
+    }
+    return off;
+  };
+  var enable = function (fields) {
+    for (var i = 0; i < fields.length; i++) fields[i].disabled = false;
+  };
+  var quieted = [];
+  var forms = document.querySelectorAll('form[method="get"]');
+  for (var f = 0; f < forms.length; f++) {
+    forms[f].addEventListener("submit", function (event) {
+      var off = quiet(event.target);
+      quieted = quieted.concat(off);
+      window.setTimeout(function () { enable(off); }, 0);
+    });
+  }
+  window.addEventListener("pageshow", function () {
+    enable(quieted);
+    quieted = [];
+  });
+
   // On a narrow screen the filter panel starts folded so the incidents come first.
   if (window.matchMedia && window.matchMedia("(max-width: 900px)").matches) {
     var panels = document.querySelectorAll("details[data-collapse-narrow]");

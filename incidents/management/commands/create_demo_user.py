@@ -14,7 +14,8 @@ class Command(BaseCommand):
     help = (
         "Create (or update) the staff user 'demo' with a newly generated password, printed once. "
         "Re-running gives the user a new password; the old one stops working. The user may view "
-        "and change incidents in the admin, nothing else."
+        "and change incidents in the admin, and add teammates (Users: add one, put them in the "
+        "viewer group); not make anyone staff or superuser."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -36,7 +37,12 @@ class Command(BaseCommand):
                 *Permission.objects.filter(
                     content_type__app_label="incidents",
                     codename__regex=r"^(view|change)_",
-                )
+                ),
+                # Teammates: incidents.admin.users keeps staff and superuser out of reach.
+                *Permission.objects.filter(
+                    content_type__app_label="auth",
+                    codename__in=("view_user", "add_user", "change_user", "view_group"),
+                ),
             )
         action = "Created" if created else "Updated"
         self.stdout.write(f"{action} staff user {username!r}. Sign in with:")

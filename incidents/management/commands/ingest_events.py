@@ -1,13 +1,16 @@
 """`manage.py ingest_events [PATH ...]`: load fault events from files or standard input.
 
 A thin wrapper over `incidents.ingest`: reads each input as a stream, reports each rejection on
-stderr as `PATH:LINE: reason`, and ends its output with the contract's summary line. Exit status
-0 when nothing was rejected, 1 when something was, 2 for a usage error, 3 when the database
-failed mid-way (every batch before the failure is stored whole, none after it).
+stderr as `PATH:LINE: reason` (and an input without a record as a warning), and ends its output
+with the contract's summary line. Exit status 0 when nothing was rejected, 1 when something was,
+2 for a usage error, 3 when the database failed mid-way (every batch before the failure is
+stored whole, none after it). Memory stays near TRIAGE_MAX_RECORD_BYTES whatever the input: a
+line over the limit is streamed, never held, and `--rejects` gets it copied in chunks.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -19,7 +22,7 @@ from typing import IO
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db import DatabaseError, connection
 
-from incidents.ingest import IngestionService, Rejection
+from incidents.ingest import IngestCounts, IngestionService, Rejection
 from incidents.streams import iter_records
 
 STDIN = "-"
@@ -50,6 +53,15 @@ class Command(BaseCommand):
             "--rejects",
             metavar="FILE",
             help="Write each rejected record, unchanged, to FILE (one per line).",
+        )
+        parser.add_argument(
+            "--cluster",
+            metavar="NAME",
+            type=cluster_name,
+            help="The cluster these records come from, as nightcrier names it: fills an empty "
+            "`cluster` (an in-cluster server sends none) and replaces the server's name; the "
+            "server's own value is kept in the stored context. Without it, a record with an "
+            "empty cluster is rejected.",
         )
         parser.add_argument(
             "--quiet",
@@ -100,6 +112,9 @@ class Command(BaseCommand):
                         f"--rejects {options['rejects']}: {error.strerror}", returncode=2
                     ) from None
             progress = _Progress(self.stderr) if not quiet and self.stderr.isatty() else None
+            # Set while rejecting a line over the limit that the reader already streamed into
+            # the rejects file (it was never held whole, so it cannot be written here).
+            already_copied = [False]
 
             def on_reject(rejection: Rejection) -> None:
                 if progress:
@@ -107,7 +122,7 @@ class Command(BaseCommand):
                 if not quiet:
                     line = rejection.line if rejection.line is not None else "-"
                     self.stderr.write(f"{rejection.source}:{line}: {rejection.reason}")
-                if rejects is not None:
+                if rejects is not None and not already_copied[0]:
                     raw = rejection.raw
                     if "\n" in raw:
                         # One per line: a record that spans lines (in a JSON array) is joined.
@@ -116,11 +131,22 @@ class Command(BaseCommand):
                     rejects.write(raw + "\n")
 
             service = IngestionService(
-                batch_size=batch_size, dry_run=options["dry_run"], on_reject=on_reject
+                batch_size=batch_size,
+                dry_run=options["dry_run"],
+                on_reject=on_reject,
+                cluster=options["cluster"],
             )
+            sink = _BinarySink(rejects) if rejects is not None else None
             try:
                 for path in paths:
-                    self._ingest(path, service, progress)
+                    received = service.counts.received
+                    self._ingest(path, service, progress, sink, already_copied)
+                    if service.counts.received == received and not quiet:
+                        name = "standard input" if path == STDIN else path
+                        self.stderr.write(
+                            f"warning: {name} holds no record (empty or blank lines only)",
+                            style_func=self.style.WARNING,
+                        )
                 service.flush()
             except (DatabaseError, connection.Database.Error) as error:
                 # The driver's own errors too: the PostgreSQL writer uses psycopg's cursor
@@ -140,14 +166,21 @@ class Command(BaseCommand):
                 progress.clear()
 
         if options["dry_run"] and not quiet:
-            self.stdout.write("dry run: nothing was written")
+            self.stdout.write(f"dry run, nothing was written: {_would(service.counts)}")
         self.stdout.write(service.counts.summary())
         if service.counts.rejected:
             # Not CommandError: its message would follow the summary, which must come last.
             self.stdout.flush()
             raise SystemExit(1)
 
-    def _ingest(self, path: str, service: IngestionService, progress: _Progress | None) -> None:
+    def _ingest(
+        self,
+        path: str,
+        service: IngestionService,
+        progress: _Progress | None,
+        sink: _BinarySink | None,
+        already_copied: list[bool],
+    ) -> None:
         with ExitStack() as stack:
             if path == STDIN:
                 stream: IO[bytes] = sys.stdin.buffer
@@ -156,13 +189,47 @@ class Command(BaseCommand):
                     stream = stack.enter_context(open(path, "rb"))
                 except OSError as error:
                     raise CommandError(f"{path}: {error.strerror}", returncode=2) from None
-            for record in iter_records(stream):
+            for record in iter_records(stream, oversized_sink=sink):
                 if record.error is not None:
-                    service.reject(record.raw, record.error, source=path, line=record.line)
+                    already_copied[0] = record.copied
+                    try:
+                        service.reject(record.raw, record.error, source=path, line=record.line)
+                    finally:
+                        already_copied[0] = False
                 else:
                     service.add(record.raw, source=path, line=record.line)
                 if progress:
                     progress.tick(service)
+
+
+def cluster_name(value: str) -> str:
+    """--cluster: a non-empty name that fits the column (255 characters, no NUL)."""
+    # ArgumentTypeError: argparse names the option, prints the usage and exits 2.
+    if not value.strip():
+        raise argparse.ArgumentTypeError("the name is empty")
+    if len(value) > 255 or "\x00" in value:
+        raise argparse.ArgumentTypeError("at most 255 characters, no NUL")
+    return value
+
+
+def _would(counts: IngestCounts) -> str:
+    """The dry run's outcomes in words: nothing was created, so say what would have been."""
+    return (
+        f"would create {counts.created}, would skip {counts.duplicate} as duplicate, "
+        f"would coalesce {counts.coalesced}, would reject {counts.rejected}, "
+        f"would ignore {counts.ignored}"
+    )
+
+
+class _BinarySink:
+    """Bytes into the rejects file, after whatever its text layer still buffers."""
+
+    def __init__(self, text: IO[str]) -> None:
+        self.text = text
+
+    def write(self, data: bytes) -> int:
+        self.text.flush()
+        return self.text.buffer.write(data)  # type: ignore[attr-defined]
 
 
 def _plain(text: str) -> str:

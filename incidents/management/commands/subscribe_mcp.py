@@ -1,4 +1,10 @@
-"""`manage.py subscribe_mcp --url URL`: live ingestion from one kubernetes-mcp-server."""
+"""`manage.py subscribe_mcp --url URL`: live ingestion from one kubernetes-mcp-server.
+
+Exit status: 0 after SIGTERM/SIGINT (or a test hook), 1 when the server refuses the
+subscription (a configuration error: no `events_subscribe`, an invalid mode, a tool error) or
+storing failed, 2 for a usage error. Dropped connections and server restarts are retried
+forever.
+"""
 
 import argparse
 import logging
@@ -6,8 +12,17 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from incidents.mcp_client import MODES, SubscriptionFilters, parse_header
+from incidents.management.commands.ingest_events import cluster_name
+from incidents.mcp_client import (
+    DEPRECATED_MODES,
+    MODES,
+    SubscriptionFilters,
+    SubscriptionRefused,
+    parse_header,
+)
 from incidents.subscriber import IngestFailed, Subscriber, SubscriberConfig
+
+logger = logging.getLogger("incidents.subscriber")
 
 # Per-request INFO lines from the HTTP client and the SDK's own reconnect chatter would drown
 # the status lines; they stay available with --verbosity 3.
@@ -60,15 +75,42 @@ class Command(BaseCommand):
     help = (
         "Subscribe to fault notifications from one kubernetes-mcp-server (MCP over streamable "
         "HTTP) and store them as ingest_events would, reconnecting and resubscribing whenever "
-        "the connection drops. Runs until SIGTERM/SIGINT: then flushes, unsubscribes, exits 0."
+        "the connection drops. Runs until SIGTERM/SIGINT: then flushes, unsubscribes, exits 0. "
+        "A refused subscription (no events_subscribe tool, an invalid mode, a tool error) is "
+        "a configuration error: logged at ERROR with the server's words, exit 1 at once. "
+        "--namespace and --label-selector were removed: the server ignores them in faults mode."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--url", required=True, help="MCP endpoint, e.g. http://host:8080/mcp")
-        parser.add_argument("--mode", choices=MODES, default="resource-faults")
-        parser.add_argument("--cluster", help="only faults of this cluster")
-        parser.add_argument("--namespace", help="only faults in this namespace")
-        parser.add_argument("--label-selector", help="only faults of objects matching this")
+        parser.add_argument(
+            "--mode",
+            choices=[*MODES, *DEPRECATED_MODES],
+            default="faults",
+            help="What to subscribe to (default faults): `faults` stores the server's fault "
+            "notifications; `events` subscribes to plain Kubernetes events, which are counted "
+            "as ignored and never stored. `resource-faults` (its name on 2025-12-20) is a "
+            "deprecated alias of faults.",
+        )
+        parser.add_argument(
+            "--cluster",
+            metavar="NAME",
+            type=cluster_name,
+            help="The cluster the records belong to, as nightcrier names it: fills an empty "
+            "`cluster` (an in-cluster server sends none) and replaces the server's context "
+            "name; the server's own value is kept in the stored context. Without it, a fault "
+            "with an empty cluster is rejected. Not sent to the server.",
+        )
+        parser.add_argument(
+            "--context",
+            metavar="NAME",
+            help="For a server started with several kubeconfig contexts: the context to watch "
+            "(sent as events_subscribe's `context` argument).",
+        )
+        for removed in ("--namespace", "--label-selector"):
+            # Upstream ignores both in faults mode (the fork's manager.go:480-553) and a fault
+            # carries no labels to match here: refused with the reason, never pretended.
+            parser.add_argument(removed, help=argparse.SUPPRESS)
         parser.add_argument(
             "--header",
             type=header,
@@ -86,7 +128,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--rejects", type=Path, metavar="FILE", help="append each rejected record to FILE"
         )
-        parser.add_argument("--batch-size", type=positive_int, default=1000)
+        parser.add_argument(
+            "--batch-size",
+            type=positive_int,
+            default=1000,
+            metavar="N",
+            help="Most notifications written per transaction (1000); a batch is written at the "
+            "latest half a second after its first notification arrived.",
+        )
         parser.add_argument(
             "--status-interval",
             type=positive_number,
@@ -119,6 +168,21 @@ class Command(BaseCommand):
         if options["verbosity"] < 3:
             for name in NOISY_LOGGERS:
                 logging.getLogger(name).setLevel(logging.WARNING)
+        for removed in ("namespace", "label_selector"):
+            if options[removed] is not None:
+                flag = "--" + removed.replace("_", "-")
+                raise CommandError(
+                    f"{flag} was removed: kubernetes-mcp-server ignores it in faults mode and "
+                    "faults carry nothing to match it against here, so it filtered nothing"
+                )
+        mode = options["mode"]
+        if mode in DEPRECATED_MODES:
+            logger.warning(
+                "--mode %s is deprecated (upstream renamed it on 2025-12-20): subscribing with "
+                "mode %s",
+                mode,
+                DEPRECATED_MODES[mode],
+            )
         if not options["url"].startswith(("http://", "https://")):
             raise CommandError(f"--url {options['url']!r}: expected an http:// or https:// URL")
         rejects = options["rejects"]
@@ -129,13 +193,9 @@ class Command(BaseCommand):
             headers.update(read_header_file(options["header_file"]))
         config = SubscriberConfig(
             url=options["url"],
-            filters=SubscriptionFilters(
-                mode=options["mode"],
-                cluster=options["cluster"],
-                namespace=options["namespace"],
-                label_selector=options["label_selector"],
-            ),
+            filters=SubscriptionFilters(mode=mode, context=options["context"]),
             headers=headers,
+            cluster=options["cluster"],
             batch_size=options["batch_size"],
             rejects_path=rejects,
             status_interval=options["status_interval"],
@@ -145,6 +205,9 @@ class Command(BaseCommand):
         )
         try:
             counts = Subscriber(config).run()
+        except SubscriptionRefused as error:
+            # Logged at ERROR by the subscriber already; the exit status says it too.
+            raise CommandError(f"subscription refused: {error}") from error
         except IngestFailed as error:
             raise CommandError(str(error)) from error
         # The contract's summary line, last, as ingest_events prints it.
