@@ -129,6 +129,7 @@ def test_a_run_without_result_json_records_nothing_and_no_error(run_triage):
         (("--result", '{"cost_usd": -3}'), "result.json cost_usd: must be between 0 and 100000"),
         (("--result", "not json"), "result.json is not JSON"),
         (("--result-symlink",), "result.json is not a regular file"),
+        (("--result-hardlink",), "result.json is not a regular file"),
         (
             ("--result-bytes", str(MAX_RESULT_BYTES + 1)),
             f"result.json too large: {MAX_RESULT_BYTES + 1} bytes",

@@ -46,6 +46,7 @@ def main() -> int:
     parser.add_argument("--result", help="write this text as output/result.json")
     parser.add_argument("--result-bytes", type=int, help="write a result.json of this many bytes")
     parser.add_argument("--result-symlink", action="store_true", help="result.json -> incident")
+    parser.add_argument("--result-hardlink", action="store_true", help="a hard link to incident")
     parser.add_argument("extra", nargs="*", help="ignored (placeholders under test)")
     options = parser.parse_args()
 
@@ -99,6 +100,8 @@ def main() -> int:
         result.write_bytes(b'{"agent": "' + b"x" * (options.result_bytes - 13) + b'"}')
     elif options.result_symlink:
         result.symlink_to(Path(os.environ["TRIAGE_INCIDENT_FILE"]))
+    elif options.result_hardlink:
+        os.link(os.environ["TRIAGE_INCIDENT_FILE"], result)
     if options.kill_self:
         os.kill(os.getpid(), getattr(signal, options.kill_self))
     return options.exit
