@@ -37,7 +37,10 @@ demo: install ## Migrate, ingest the samples, triage them with the stub agent, s
 	$(DEV) ingest_events samples/events.jsonl
 	@# The stub agent writes synthetic demo reports; it runs only when named (never by default).
 	TRIAGE_AGENT_COMMAND=stub $(DEV) run_triage --until-empty --concurrency 4
-	@# New faults arrive while a slow worker takes them one at a time: every status shows.
+	@# A shift works the queue (every on-call state) and silences staging for four hours.
+	$(DEV) demo_oncall
+	@# New faults arrive while a slow worker takes them one at a time: every status shows;
+	@# those from staging are counted on the silence instead.
 	$(DEV) ingest_events samples/arriving.jsonl
 	$(DEV) create_demo_user
 	@echo "Dashboard: http://127.0.0.1:8000/  (Ctrl-C stops the server and the worker)"

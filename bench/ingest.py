@@ -107,7 +107,9 @@ def write_copy_files(events: Path, run: str) -> tuple[Path, Path, list[str], lis
     from incidents.models import DENORMALIZED_FIELDS, FaultEvent
 
     fault_columns = [f.column for f in FaultEvent._meta.concrete_fields]
-    incident_columns = ["incident_id", "fault_id", "status", "created_at", *DENORMALIZED_FIELDS]
+    incident_columns = [
+        "incident_id", "fault_id", "status", "created_at", *DENORMALIZED_FIELDS, "last_seen_at",
+    ]  # fmt: skip
     faults_path = OUT / f"copy-fault-events-{run}.tsv"
     incidents_path = OUT / f"copy-incidents-{run}.tsv"
     n = 0
@@ -120,7 +122,12 @@ def write_copy_files(events: Path, run: str) -> tuple[Path, Path, list[str], lis
         for line in source:
             event = parse_record(line)
             faults.write("\t".join(_copy_text(getattr(event, c)) for c in fault_columns) + "\n")
-            values = {"incident_id": uuid.uuid4(), "status": "pending", "created_at": now}
+            values = {
+                "incident_id": uuid.uuid4(),
+                "status": "pending",
+                "created_at": now,
+                "last_seen_at": event.timestamp,
+            }
             incidents.write(
                 "\t".join(
                     _copy_text(values[c] if c in values else getattr(event, c))

@@ -14,11 +14,56 @@ class Severity(models.TextChoices):
 
 
 class Status(models.TextChoices):
-    PENDING = "pending", "Pending"
-    INVESTIGATING = "investigating", "Investigating"
-    RESOLVED = "resolved", "Resolved"
-    FAILED = "failed", "Failed"
-    AGENT_FAILED = "agent_failed", "Agent failed"
+    """The triage lifecycle: what the agent did, never whether the fault is fixed (that is
+    `OnCallState`). The labels say so: "resolved" means the agent's report is ready."""
+
+    PENDING = "pending", "Awaiting triage"
+    INVESTIGATING = "investigating", "Agent investigating"
+    RESOLVED = "resolved", "Report ready"
+    FAILED = "failed", "Triage failed"
+    AGENT_FAILED = "agent_failed", "Agent crashed"
+
+
+class OnCallState(models.TextChoices):
+    """Is someone on it, is it over: open -> acknowledged -> closed, back to open on reopen."""
+
+    OPEN = "open", "Open"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    CLOSED = "closed", "Closed"
+
+
+class Resolution(models.TextChoices):
+    """How a person closed an incident."""
+
+    FIXED = "fixed", "Fixed"
+    FALSE_POSITIVE = "false_positive", "False positive"
+    DUPLICATE = "duplicate", "Duplicate"
+    WONT_FIX = "wont_fix", "Won't fix"
+
+
+class ActivityKind(models.TextChoices):
+    """One row of an incident's timeline (`incident_activity`)."""
+
+    STATUS = "status", "Triage status changed"
+    OUTCOME_CORRECTED = "outcome_corrected", "Outcome corrected"
+    FAULT_CORRECTED = "fault_corrected", "Fault corrected"
+    REPEAT = "repeat", "Fault fired again"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    ASSIGNED = "assigned", "Assigned"
+    NOTE = "note", "Note"
+    CLOSED = "closed", "Closed"
+    REOPENED = "reopened", "Reopened"
+    SILENCE_CREATED = "silence_created", "Silence created"
+    SILENCE_EXPIRED = "silence_expired", "Silence expired"
+    RERUN = "rerun", "Re-run requested"  # with an agent profile (the run-cost issue)
+
+
+class ActorKind(models.TextChoices):
+    """Who wrote a timeline row: a person (the row's actor), the triage worker, or ingestion."""
+
+    PERSON = "person", "person"
+    WORKER = "worker", "triage worker"
+    INGESTION = "ingestion", "subscriber"
 
 
 OPEN_STATUSES = frozenset({Status.PENDING, Status.INVESTIGATING})
@@ -56,6 +101,12 @@ SEVERITY_COLOURS = {
     Severity.MEDIUM: "yellow",
     Severity.LOW: "blue",
 }
+ONCALL_COLOURS = {
+    OnCallState.OPEN: "red",
+    OnCallState.ACKNOWLEDGED: "yellow",
+    OnCallState.CLOSED: "grey",
+}
+NEEDS_A_HUMAN = (OnCallState.OPEN.value, OnCallState.ACKNOWLEDGED.value)
 STATUS_COLOURS = {
     Status.PENDING: "grey",
     Status.INVESTIGATING: "blue",

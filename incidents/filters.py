@@ -26,7 +26,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from incidents.choices import Severity, Status
+from incidents.choices import NEEDS_A_HUMAN, OnCallState, Severity, Status
 from incidents.models import Incident
 from incidents.selectors import FilterChoices, filter_choices
 
@@ -208,7 +208,14 @@ class IncidentFilterSet(django_filters.FilterSet):
         lookup_expr="in",
         choices=Status.choices,
         widget=forms.CheckboxSelectMultiple,
-        label="Status",
+        label="Triage status",
+    )
+    oncall = ClosedValuesInFilter(
+        field_name="oncall_state",
+        lookup_expr="in",
+        choices=OnCallState.choices,
+        widget=forms.CheckboxSelectMultiple,
+        label="On call",
     )
     severity = ClosedValuesInFilter(
         field_name="severity",
@@ -311,6 +318,21 @@ class IncidentFilterSet(django_filters.FilterSet):
             except ValueError:
                 pass
         return queryset.filter(condition) if value else queryset
+
+    @classmethod
+    def with_default(cls, data, **kwargs) -> IncidentFilterSet:
+        """The filters of `data`; with none given at all, what needs a human now (on call open
+        or acknowledged). Any explicit filter, `oncall` included, replaces the default, so a
+        link with filters means what it says."""
+        if not any(name in data for name in cls.base_filters):
+            data = data.copy()
+            data.setlist("oncall", list(NEEDS_A_HUMAN))
+            filterset = cls(data, **kwargs)
+            filterset.is_default = True
+            return filterset
+        return cls(data, **kwargs)
+
+    is_default = False
 
     @property
     def active(self) -> bool:

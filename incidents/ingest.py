@@ -1,24 +1,18 @@
-"""Batches of fault records -> outcomes (created, duplicate, coalesced, rejected, ignored).
+"""Batches of fault records -> outcomes (created, duplicate, coalesced, silenced, rejected,
+ignored).
 
-`IngestionService` is the one batch writer of fault events and their incidents; the
-`ingest_events` command and the live `subscribe_mcp` subscriber both feed it. Per record:
-
-- `created`: a new pending incident (and the fault event row, if the fault is new);
-- `duplicate`: an incident with the same fault_id and timestamp exists (a replay): nothing written;
-- `coalesced`: the fault already has an open (pending or investigating) incident: nothing written;
-- `rejected`: invalid (see `incidents.events`), or refused by the database;
-- `ignored`: a notification that is no fault.
+`IngestionService` parses and buffers records and hands each batch to the store's one batch
+writer, `DjangoStateStore.create_incidents` (see `incidents.store_batch` for what each outcome
+writes); the `ingest_events` command and the live `subscribe_mcp` subscriber both feed it. Per
+record: `created`, `duplicate`, `coalesced` (counted on the open incident), `silenced` (an active
+silence matched: no incident), `rejected` (invalid, see `incidents.events`, or refused by the
+database), `ignored` (a notification that is no fault).
 
 Guarantees:
 
-- One transaction per batch, and a fixed number of statements per batch whatever its size: one
-  query finds the batch's replays and open incidents, then bulk inserts (COPY into a staging
-  table and two INSERT … SELECT on PostgreSQL, executemany on SQLite).
-- Incidents are inserted with `ON CONFLICT (fault_id) WHERE status IN ('pending',
-  'investigating') DO NOTHING`, backed by the partial unique index
-  `incidents_one_open_per_fault`: two ingesters running at once on the same input still make one
-  incident per event; the loser counts the record as duplicate or coalesced. Fault event rows use
-  `ON CONFLICT (fault_id) DO NOTHING`: an existing row is kept as it is, like the store does.
+- One transaction per batch, and a fixed number of statements per batch whatever its size.
+- Two ingesters running at once on the same input still make one incident per event; the loser
+  counts the record as duplicate or coalesced.
 - A batch that fails on a database error is retried record by record, so one bad row is rejected
   and its neighbours are kept. An error that is no row's fault (a lost connection) propagates,
   and the records not yet written stay buffered for the next `flush()`.
@@ -37,26 +31,18 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 
-from django.db import DatabaseError, DataError, IntegrityError, connections, router, transaction
+from django.db import DatabaseError, DataError, IntegrityError, connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Q
-from django.utils import timezone
 
-from incidents.choices import Status
 from incidents.events import IgnoredRecord, RejectedRecord, parse_record
-from incidents.models import DENORMALIZED_FIELDS, FaultEvent, Incident
+from incidents.models import FaultEvent, Incident
+from incidents.store import DjangoStateStore, InvalidRecord
+from incidents.store_batch import Outcome
+
+__all__ = ["IngestCounts", "IngestionService", "Outcome", "Rejection", "raw_text"]
 
 logger = logging.getLogger("incidents.ingest")
-
-
-class Outcome(StrEnum):
-    CREATED = "created"
-    DUPLICATE = "duplicate"
-    COALESCED = "coalesced"
-    REJECTED = "rejected"
-    IGNORED = "ignored"
 
 
 @dataclass
@@ -67,6 +53,7 @@ class IngestCounts:
     created: int = 0
     duplicate: int = 0
     coalesced: int = 0
+    silenced: int = 0
     rejected: int = 0
     ignored: int = 0
 
@@ -77,7 +64,8 @@ class IngestCounts:
         """The contract's summary line."""
         return (
             f"received {self.received}: created {self.created}, duplicate {self.duplicate}, "
-            f"coalesced {self.coalesced}, rejected {self.rejected}, ignored {self.ignored}"
+            f"coalesced {self.coalesced}, silenced {self.silenced}, rejected {self.rejected}, "
+            f"ignored {self.ignored}"
         )
 
 
@@ -139,6 +127,7 @@ class IngestionService:
         self.on_reject = on_reject
         self.using = using or router.db_for_write(Incident)
         self.cluster = cluster  # --cluster: the cluster every record is stored under
+        self.store = DjangoStateStore(using=self.using)
         self.counts = IngestCounts()
         self._buffer: list[_Pending] = []
         # Dry runs write nothing, so what earlier batches "created" is remembered here instead.
@@ -190,7 +179,7 @@ class IngestionService:
             return
         try:
             outcomes = self._write(batch)
-        except DatabaseError as error:
+        except (InvalidRecord, DatabaseError) as error:
             if _is_connection_failure(error, connections[self.using]):
                 self._buffer = batch + self._buffer  # nothing was written: keep them
                 raise
@@ -204,8 +193,10 @@ class IngestionService:
         for index, pending in enumerate(batch):
             try:
                 (outcome,) = self._write([pending])
-            except (IntegrityError, DataError) as error:
-                reason = str(error).strip().splitlines()[0] if str(error).strip() else "error"
+            except (InvalidRecord, IntegrityError, DataError) as error:
+                cause = error.__cause__ if isinstance(error, InvalidRecord) else error
+                text = str(cause or error).strip()
+                reason = text.splitlines()[0] if text else "error"
                 self._reject(pending.raw, pending.source, pending.line, f"database: {reason}")
             except DatabaseError:
                 # Not this row's fault (connection lost, a bug): keep what is left unwritten.
@@ -221,212 +212,32 @@ class IngestionService:
 
     # -- the batch transaction --------------------------------------------------------------
     def _write(self, batch: list[_Pending]) -> list[Outcome]:
-        """Classify and write one batch in one transaction; the outcome of each record."""
-        connection = connections[self.using]
-        with transaction.atomic(using=self.using):
-            replays, open_faults = _known(connection, batch)
-            # What earlier batches of a dry run would have written (empty sets otherwise).
-            seen_before, open_before = self._dry_seen, self._dry_open
-            outcomes: list[Outcome] = []
-            to_create: list[_Pending] = []
-            for pending in batch:
-                key = (pending.event.fault_id, pending.event.timestamp)
-                if key in replays or key in seen_before:
-                    outcomes.append(Outcome.DUPLICATE)
-                elif key[0] in open_faults or key[0] in open_before:
-                    outcomes.append(Outcome.COALESCED)
-                else:
-                    outcomes.append(Outcome.CREATED)
-                    to_create.append(pending)
-                    replays.add(key)
-                    open_faults.add(key[0])
-            if self.dry_run:
-                self._dry_seen.update((p.event.fault_id, p.event.timestamp) for p in to_create)
-                self._dry_open.update(p.event.fault_id for p in to_create)
-                return outcomes
-            if to_create:
-                writer = _copy_insert if connection.vendor == "postgresql" else _executemany_insert
-                lost = writer(connection, to_create)
-                if lost:
-                    outcomes = _reclassify_lost(connection, batch, outcomes, lost)
+        """One store call per batch; a dry run also accounts for its earlier batches."""
+        outcomes = self.store.create_incidents(
+            [p.event for p in batch],
+            incident_ids=[p.incident_id for p in batch],
+            dry_run=self.dry_run,
+        )
+        if not self.dry_run:
+            return outcomes
+        # What earlier batches of the dry run would have written (nothing was).
+        for index, (pending, outcome) in enumerate(zip(batch, outcomes, strict=True)):
+            key = (pending.event.fault_id, pending.event.timestamp)
+            if outcome is not Outcome.CREATED:
+                continue
+            if key in self._dry_seen:
+                outcomes[index] = Outcome.DUPLICATE
+            elif key[0] in self._dry_open:
+                outcomes[index] = Outcome.COALESCED
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if outcome is Outcome.CREATED:
+                self._dry_seen.add((pending.event.fault_id, pending.event.timestamp))
+                self._dry_open.add(pending.event.fault_id)
         return outcomes
 
 
 def _is_connection_failure(error: Exception, connection: BaseDatabaseWrapper) -> bool:
     """A lost or unusable connection (nothing to retry per record), unlike a refused row."""
-    if isinstance(error, IntegrityError | DataError):
+    if isinstance(error, InvalidRecord | IntegrityError | DataError):
         return False
     return connection.connection is None or not connection.is_usable()
-
-
-# -- queries --------------------------------------------------------------------------------
-def _known(connection, batch: list[_Pending]) -> tuple[set[tuple[str, datetime]], set[str]]:
-    """One query: the batch's (fault_id, timestamp) pairs that already have an incident, and
-    which of its faults have an open incident. Served by incidents_fault_timestamp_idx."""
-    pairs = {(p.event.fault_id, p.event.timestamp) for p in batch}
-    if connection.vendor == "postgresql":
-        fault_ids, timestamps = zip(*pairs, strict=True)
-        # wrap_database_errors: psycopg's errors become Django's (DatabaseError…), which the
-        # callers' retry and lost-connection handling catch.
-        with connection.cursor() as wrapper, connection.wrap_database_errors:
-            # psycopg's cursor directly: two array parameters, not thousands of literals, and
-            # no copy of the statement in DEBUG's query log per batch.
-            cursor = wrapper.cursor
-            # A bulk load grows the table faster than autovacuum re-analyzes it; on a stale
-            # estimate PostgreSQL hash-joins against a scan of the whole table, once per batch.
-            # Index probes are right at any size. Reset right after: it is for this query only.
-            cursor.execute("SET LOCAL enable_seqscan = off")
-            cursor.execute(_KNOWN_SQL, [list(fault_ids), list(timestamps)])
-            rows = cursor.fetchall()
-            cursor.execute("RESET enable_seqscan")
-    else:
-        rows = (
-            Incident.objects.using(connection.alias)
-            .filter(fault_id__in={fault_id for fault_id, _ in pairs})
-            .filter(Q(status__in=_OPEN) | Q(timestamp__in={timestamp for _, timestamp in pairs}))
-            .values_list("fault_id", "timestamp", "status")
-        )
-    replays: set[tuple[str, datetime]] = set()
-    open_faults: set[str] = set()
-    for fault_id, timestamp, status in rows:
-        if (fault_id, timestamp) in pairs:
-            replays.add((fault_id, timestamp))
-        if status in _OPEN:
-            open_faults.add(fault_id)
-    return replays, open_faults
-
-
-def _reclassify_lost(
-    connection, batch: list[_Pending], outcomes: list[Outcome], lost: set[str]
-) -> list[Outcome]:
-    """A concurrent ingester opened an incident for these faults first: ours became a duplicate
-    (same timestamp as that open incident) or coalesced into it."""
-    open_at = dict(
-        Incident.objects.using(connection.alias)
-        .filter(fault_id__in=lost, status__in=_OPEN)
-        .values_list("fault_id", "timestamp")
-    )
-    result = list(outcomes)
-    for index, (pending, outcome) in enumerate(zip(batch, outcomes, strict=True)):
-        fault_id = pending.event.fault_id
-        if outcome is Outcome.CREATED and fault_id in lost:
-            same = open_at.get(fault_id) == pending.event.timestamp
-            result[index] = Outcome.DUPLICATE if same else Outcome.COALESCED
-    return result
-
-
-# -- writers: each inserts the fault rows (kept if present) and the pending incidents, and
-# returns the fault ids whose incident was not inserted because one is already open ----------
-_FAULT_COLUMNS = tuple(f.column for f in FaultEvent._meta.concrete_fields)
-_INCIDENT_COLUMNS = ("incident_id", "fault_id", "status", "created_at", *DENORMALIZED_FIELDS)
-# Word for word the predicate of incidents_one_open_per_fault: SQLite matches it textually.
-_OPEN_PREDICATE = f"\"status\" IN ('{Status.PENDING}', '{Status.INVESTIGATING}')"
-_OPEN = [Status.PENDING.value, Status.INVESTIGATING.value]
-_KNOWN_SQL = (
-    'SELECT i.fault_id, i."timestamp", i.status '  # noqa: S608 - no input in the SQL
-    "FROM unnest(%s::text[], %s::timestamptz[]) AS batch (fault_id, ts) "
-    "JOIN incidents i ON i.fault_id = batch.fault_id "
-    f'AND (i."timestamp" = batch.ts OR i.{_OPEN_PREDICATE})'
-)
-
-
-def _q(names) -> str:
-    return ", ".join(f'"{name}"' for name in names)
-
-
-def _fault_row(event: FaultEvent) -> tuple:
-    return tuple(getattr(event, name) for name in _FAULT_COLUMNS)
-
-
-_STAGE_COLUMNS = ("incident_id", "created_at", *_FAULT_COLUMNS)
-_STAGE_DDL = f"""
-CREATE TEMPORARY TABLE IF NOT EXISTS ingest_stage (
-    incident_id uuid NOT NULL,
-    created_at timestamptz NOT NULL,
-    {
-    ", ".join(
-        f'"{c}" timestamptz' if c in ("received_at", "timestamp") else f'"{c}" text'
-        for c in _FAULT_COLUMNS
-    )
-}
-)
-"""
-
-# The SQL below is built from the models' column names, never from input (hence the noqa).
-_FAULTS_FROM_STAGE = (
-    f"INSERT INTO fault_events ({_q(_FAULT_COLUMNS)}) "  # noqa: S608
-    f"SELECT {_q(_FAULT_COLUMNS)} FROM ingest_stage ORDER BY fault_id "
-    "ON CONFLICT (fault_id) DO NOTHING"
-)
-_INCIDENTS_FROM_STAGE = (
-    f"INSERT INTO incidents ({_q(_INCIDENT_COLUMNS)}) "  # noqa: S608
-    f"SELECT incident_id, fault_id, %s, created_at, {_q(DENORMALIZED_FIELDS)} "
-    "FROM ingest_stage ORDER BY fault_id "
-    f"ON CONFLICT (fault_id) WHERE {_OPEN_PREDICATE} DO NOTHING RETURNING fault_id"
-)
-_INSERT_FAULTS = (
-    f"INSERT INTO fault_events ({_q(_FAULT_COLUMNS)}) "  # noqa: S608
-    f"VALUES ({', '.join(['%s'] * len(_FAULT_COLUMNS))}) ON CONFLICT (fault_id) DO NOTHING"
-)
-_INSERT_INCIDENTS = (
-    f"INSERT INTO incidents ({_q(_INCIDENT_COLUMNS)}) "  # noqa: S608
-    f"VALUES ({', '.join(['%s'] * len(_INCIDENT_COLUMNS))}) "
-    f"ON CONFLICT (fault_id) WHERE {_OPEN_PREDICATE} DO NOTHING"
-)
-
-
-def _copy_insert(connection, to_create: list[_Pending]) -> set[str]:
-    """PostgreSQL: COPY the batch into a session-private staging table, then two INSERT …
-    SELECT … ON CONFLICT DO NOTHING. Rows are inserted in fault_id order so that two ingesters
-    take the unique-index locks in the same order and cannot deadlock each other."""
-    created_at = timezone.now()
-    with connection.cursor() as wrapper, connection.wrap_database_errors:  # Django's errors
-        cursor = wrapper.cursor  # psycopg's own cursor: Django's wrapper has no copy()
-        cursor.execute(_STAGE_DDL)
-        cursor.execute("TRUNCATE ingest_stage")
-        with cursor.copy(f"COPY ingest_stage ({_q(_STAGE_COLUMNS)}) FROM STDIN") as copy:
-            for pending in to_create:
-                copy.write_row((pending.incident_id, created_at, *_fault_row(pending.event)))
-        cursor.execute(_FAULTS_FROM_STAGE)
-        cursor.execute(_INCIDENTS_FROM_STAGE, [Status.PENDING.value])
-        inserted = {row[0] for row in cursor.fetchall()}
-    return {p.event.fault_id for p in to_create} - inserted
-
-
-def _executemany_insert(connection, to_create: list[_Pending]) -> set[str]:
-    """Any other backend (SQLite): two executemany, values adapted by the model fields."""
-    fault_fields = FaultEvent._meta.concrete_fields
-    incident_fields = [Incident._meta.get_field(name) for name in _INCIDENT_COLUMNS]
-    created_at = timezone.now()
-    to_create = sorted(to_create, key=lambda p: p.event.fault_id)
-    fault_rows = [
-        [f.get_db_prep_save(getattr(p.event, f.attname), connection) for f in fault_fields]
-        for p in to_create
-    ]
-    incident_rows = []
-    for p in to_create:
-        values = {
-            "incident_id": p.incident_id,
-            "fault_id": p.event.fault_id,
-            "status": Status.PENDING.value,
-            "created_at": created_at,
-        }
-        values.update((name, getattr(p.event, name)) for name in DENORMALIZED_FIELDS)
-        incident_rows.append(
-            [
-                f.get_db_prep_save(values[f.name if f.name != "fault" else "fault_id"], connection)
-                for f in incident_fields
-            ]  # fmt: skip
-        )
-    with connection.cursor() as cursor:
-        cursor.executemany(_INSERT_FAULTS, fault_rows)
-        cursor.executemany(_INSERT_INCIDENTS, incident_rows)
-        if cursor.rowcount == len(incident_rows):
-            return set()
-    # Some incident was not inserted (possible only without SQLite's IMMEDIATE transactions).
-    stored = set(
-        Incident.objects.using(connection.alias)
-        .filter(incident_id__in=[p.incident_id for p in to_create])
-        .values_list("fault_id", flat=True)
-    )
-    return {p.event.fault_id for p in to_create} - stored

@@ -6,12 +6,20 @@ fields onto its incidents) live in `incidents.store`.
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from incidents.choices import Severity, Status
+from incidents.choices import (
+    ActivityKind,
+    ActorKind,
+    OnCallState,
+    Resolution,
+    Severity,
+    Status,
+)
 
 # Fields copied from a FaultEvent onto each of its incidents (the design's denormalization).
 DENORMALIZED_FIELDS = (
@@ -92,11 +100,26 @@ class FaultEvent(models.Model):
         return "/".join(part for part in parts if part) or "(no resource)"
 
 
+def _person(related_name: str) -> models.ForeignKey:
+    """A nullable link to a user: history keeps its rows when the account is deleted."""
+    return models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name=related_name,
+        db_index=False,  # nobody lists incidents by who acknowledged them
+    )
+
+
 class Incident(models.Model):
-    """One triage attempt for one occurrence of a fault.
+    """One triage attempt for one occurrence of a fault, and the on-call work on it.
 
     The fault's fields are copied here so the dashboard filters without joins. A terminal status
     always has `completed_at`; at most one incident per fault is open (pending or investigating).
+    Two states, two questions: `status` is the triage lifecycle (what the agent did),
+    `oncall_state` is the people's (is someone on it, is it over). `occurrences` counts the
+    fault's firings while this incident was open for triage; `last_seen_at` is the latest.
     """
 
     Status = Status
@@ -126,6 +149,21 @@ class Incident(models.Model):
     failure_reason = models.TextField(null=True, blank=True)  # noqa: DJ001
     context = models.TextField(blank=True, default="")
     timestamp = models.DateTimeField(help_text="When the fault occurred.")
+    # On-call state. Database defaults too: the bulk writers insert rows without naming them.
+    oncall_state = models.CharField(
+        max_length=16, choices=OnCallState, default=OnCallState.OPEN, db_default=OnCallState.OPEN
+    )
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = _person("+")
+    assignee = _person("assigned_incidents")
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = _person("+")
+    resolution = models.CharField(
+        max_length=16, choices=Resolution, blank=True, default="", db_default=""
+    )
+    resolution_note = models.TextField(blank=True, default="", db_default="")
+    occurrences = models.PositiveIntegerField(default=1, db_default=1)
+    last_seen_at = models.DateTimeField(help_text="The latest occurrence of the fault.")
     # The agent profile (TRIAGE_AGENT_PROFILES) its runs use; "" is TRIAGE_AGENT_COMMAND. Set by
     # a re-run request and kept through requeues, so a lost re-run is retried with the same agent.
     agent_profile = models.CharField(max_length=64, blank=True, default="", db_default="")
@@ -133,6 +171,8 @@ class Incident(models.Model):
     class Meta:
         db_table = "incidents"
         ordering = ["-created_at"]
+        # The responder group's right: acknowledge, assign, note, close, reopen and silence.
+        permissions = [("respond_incident", "Can act on incidents as a responder")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=Status.values), name="incidents_status_valid"
@@ -144,6 +184,38 @@ class Incident(models.Model):
                 condition=~Q(status__in=[Status.RESOLVED, Status.FAILED, Status.AGENT_FAILED])
                 | Q(completed_at__isnull=False),
                 name="incidents_terminal_has_completed_at",
+            ),
+            models.CheckConstraint(
+                condition=Q(oncall_state__in=OnCallState.values), name="incidents_oncall_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(resolution__in=["", *Resolution.values]),
+                name="incidents_resolution_valid",
+            ),
+            # Closed exactly when a person closed it, with a resolution.
+            models.CheckConstraint(
+                condition=(
+                    Q(oncall_state=OnCallState.CLOSED, closed_at__isnull=False) & ~Q(resolution="")
+                )
+                | (
+                    ~Q(oncall_state=OnCallState.CLOSED)
+                    & Q(closed_at__isnull=True, closed_by__isnull=True, resolution="")
+                ),
+                name="incidents_closed_has_resolution",
+            ),
+            # Acknowledged has its time; open (new or reopened) has none.
+            models.CheckConstraint(
+                condition=~Q(oncall_state=OnCallState.ACKNOWLEDGED)
+                | Q(acknowledged_at__isnull=False),
+                name="incidents_acknowledged_has_time",
+            ),
+            models.CheckConstraint(
+                condition=~Q(oncall_state=OnCallState.OPEN)
+                | Q(acknowledged_at__isnull=True, acknowledged_by__isnull=True),
+                name="incidents_open_not_acknowledged",
+            ),
+            models.CheckConstraint(
+                condition=Q(occurrences__gte=1), name="incidents_occurrences_positive"
             ),
             # Ingestion coalesces into the open incident; the database guarantees there is one.
             models.UniqueConstraint(
@@ -206,6 +278,18 @@ class Incident(models.Model):
             ),
             # Replay detection (same fault and timestamp) and a fault's recurrence history.
             models.Index(fields=["fault", "timestamp"], name="incidents_fault_timestamp_idx"),
+            # The default list (what needs a human: open and acknowledged), newest first.
+            models.Index(
+                fields=["oncall_state", "created_at"],
+                name="incidents_oncall_created_idx",
+                include=["severity", "status", "cluster"],
+            ),
+            # The list sorted by last seen and by occurrences (keyset pages).
+            models.Index(fields=["last_seen_at", "incident_id"], name="incidents_last_seen_idx"),
+            models.Index(
+                fields=["occurrences", "created_at", "incident_id"],
+                name="incidents_occurrences_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -221,7 +305,12 @@ class Incident(models.Model):
 
     @property
     def is_open(self) -> bool:
+        """Open for triage (pending or investigating); see `oncall_state` for the people's."""
         return self.status in (Status.PENDING, Status.INVESTIGATING)
+
+    @property
+    def is_closed(self) -> bool:
+        return self.oncall_state == OnCallState.CLOSED
 
 
 class AgentExecution(models.Model):
@@ -343,3 +432,119 @@ class TriageReport(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("incidents:report", args=[self.report_id])
+
+
+class Silence(models.Model):
+    """Faults matching every given field, from `starts_at` until `ends_at`, open no incident.
+
+    A field left empty matches anything; a value ending in `*` matches by prefix. The fault is
+    still stored, and counted here (`matched`, `last_matched_at`).
+    """
+
+    MATCH_FIELDS = ("cluster", "namespace", "resource_kind", "fault_type", "resource_name")
+
+    created_by = _person("silences")
+    created_at = models.DateTimeField(default=timezone.now)
+    starts_at = models.DateTimeField(default=timezone.now)
+    ends_at = models.DateTimeField()
+    expired_at = models.DateTimeField(null=True, blank=True, help_text="Ended early by hand.")
+    expired_by = _person("+")
+    comment = models.TextField()
+    cluster = models.CharField(max_length=255, blank=True, default="")
+    namespace = models.CharField(max_length=255, blank=True, default="")
+    resource_kind = models.CharField(max_length=255, blank=True, default="")
+    fault_type = models.CharField(max_length=255, blank=True, default="")
+    resource_name = models.CharField(max_length=255, blank=True, default="")
+    matched = models.PositiveIntegerField(default=0, db_default=0)
+    last_matched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "silences"
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_at__gt=models.F("starts_at")), name="silences_ends_after_start"
+            ),
+            models.CheckConstraint(condition=~Q(comment=""), name="silences_comment_not_empty"),
+            # A silence that matches everything would hide every fault: at least one field.
+            models.CheckConstraint(
+                condition=~Q(
+                    cluster="", namespace="", resource_kind="", fault_type="", resource_name=""
+                ),
+                name="silences_match_something",
+            ),
+        ]
+        indexes = [
+            # Ingestion loads the active silences once per batch.
+            models.Index(fields=["ends_at"], name="silences_ends_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Silence {self.pk}: {self.matcher_text}"
+
+    @property
+    def matcher_text(self) -> str:
+        parts = [
+            f"{name}={getattr(self, name)}" for name in self.MATCH_FIELDS if getattr(self, name)
+        ]
+        return ", ".join(parts)
+
+    def is_active(self, now=None) -> bool:
+        now = now or timezone.now()
+        return self.expired_at is None and self.starts_at <= now < self.ends_at
+
+
+class IncidentActivity(models.Model):
+    """One event of an incident's timeline (or of a silence), written only by the store.
+
+    Every triage status change, correction, repeat of the fault, on-call action and silence
+    leaves one row: the timeline on the incident page, and the event a notifier can read.
+    `actor` is the person; `actor_kind` says when it was the worker or ingestion instead.
+    """
+
+    incident = models.ForeignKey(
+        Incident, on_delete=models.CASCADE, related_name="activity", null=True, db_index=False
+    )
+    silence = models.ForeignKey(
+        Silence, on_delete=models.CASCADE, related_name="activity", null=True, blank=True
+    )
+    kind = models.CharField(max_length=24, choices=ActivityKind)
+    actor = _person("+")
+    actor_kind = models.CharField(max_length=16, choices=ActorKind, default=ActorKind.PERSON)
+    at = models.DateTimeField(default=timezone.now)
+    from_value = models.CharField(max_length=255, blank=True, default="")
+    to_value = models.CharField(max_length=255, blank=True, default="")
+    text = models.TextField(blank=True, default="")
+
+    class Meta:
+        db_table = "incident_activity"
+        ordering = ["-at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=ActivityKind.values), name="incident_activity_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(actor_kind__in=ActorKind.values),
+                name="incident_activity_actor_kind_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(incident__isnull=False) | Q(silence__isnull=False),
+                name="incident_activity_has_subject",
+            ),
+        ]
+        indexes = [
+            # An incident page shows its timeline, newest first.
+            models.Index(fields=["incident", "-at"], name="incident_activity_incident_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def actor_label(self) -> str:
+        """The person's name, or "triage worker" / "subscriber"."""
+        if self.actor_kind != ActorKind.PERSON:
+            return ActorKind(self.actor_kind).label
+        if self.actor is None:
+            return "(deleted user)"
+        return self.actor.get_full_name() or self.actor.get_username()

@@ -1,6 +1,6 @@
 """Re-running triage with an agent profile, from the incident page (a POST through the store).
 
-Who may: responders (the on-call issue's `incidents.respond_incident` permission) and staff,
+Who may: responders (`incidents.respond_incident`, the responder group's) and staff,
 since re-running spends money (see the daily budget) and replaces nothing: the new run's report
 appears beside the earlier ones.
 """
@@ -17,11 +17,8 @@ from django.views import View
 
 from incidents.models import Incident
 from incidents.profiles import agent_profiles
-from incidents.roles import VIEW_INCIDENTS
+from incidents.roles import RESPOND, VIEW_INCIDENTS
 from incidents.store import DjangoStateStore, StoreError
-
-RESPOND = "incidents.respond_incident"
-MESSAGE_TAG = "rerun"
 
 
 def can_rerun(user) -> bool:
@@ -57,17 +54,16 @@ class IncidentRerunView(UserPassesTestMixin, View):
         form = RerunForm(request.POST)
         if not form.is_valid():
             errors = "; ".join(" ".join(errs) for errs in form.errors.values())
-            messages.error(request, f"Re-run not queued: {errors}", extra_tags=MESSAGE_TAG)
+            messages.error(request, f"Re-run not queued: {errors}")
             return HttpResponseRedirect(url, status=303)
         profile = form.cleaned_data["profile"]
         try:
             DjangoStateStore().request_rerun(incident.pk, by=request.user, profile=profile)
         except StoreError as error:
-            messages.error(request, f"Re-run not queued: {error}", extra_tags=MESSAGE_TAG)
+            messages.error(request, f"Re-run not queued: {error}")
         else:
             messages.success(
                 request,
                 f"Re-run queued with {profile or 'the default agent'}: a worker picks it up next.",
-                extra_tags=MESSAGE_TAG,
             )
         return HttpResponseRedirect(url, status=303)

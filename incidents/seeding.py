@@ -11,11 +11,11 @@ The history obeys every rule the store enforces, so pages and the worker treat i
   one agent execution (two when a first attempt crashed), and resolved/failed ones a markdown
   report whose `report_html` is exactly what `rendering.render_markdown` makes of it.
 
-Loading is fast on PostgreSQL: rows stream through COPY on Django's own psycopg connection, with
-the tables' secondary indexes dropped while the tables are empty and rebuilt once at the end (one
-sorted build is much cheaper than a million index insertions). Other databases (SQLite) get
-batched `executemany` INSERTs. Everything runs in one transaction: a failed load leaves nothing
-behind. The same `seed` and `now` give the same rows.
+- on call, incidents older than a day are closed (mostly fixed), newer ones open or acknowledged;
+  the busiest faults' open incidents have counted repeats.
+
+The rows are written by the store's bulk loader (`DjangoStateStore.load_history`: COPY on
+PostgreSQL, indexes rebuilt once, one transaction). The same `seed` and `now` give the same rows.
 """
 
 from __future__ import annotations
@@ -32,13 +32,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import accumulate
 
-from django.db import connections, transaction
-from django.db.models import Model
 from django.utils import timezone
 
-from incidents.choices import Severity, Status
+from incidents.choices import OnCallState, Resolution, Severity, Status
 from incidents.models import AgentExecution, FaultEvent, Incident, TriageReport
 from incidents.rendering import render_markdown
+from incidents.store import DjangoStateStore
+from incidents.store_history import DatabaseNotEmpty, flush_history
+
+__all__ = ["DatabaseNotEmpty", "SeedOptions", "SeedResult", "flush_history", "seed_history"]
 
 Row = tuple
 Progress = Callable[[str], None]
@@ -141,10 +143,6 @@ class SeedResult:
         return self.rows.get("incidents", 0) / self.seconds if self.seconds else 0.0
 
 
-class DatabaseNotEmpty(Exception):
-    """Seeding appends to nothing: the tables already hold rows."""
-
-
 # Column orders for COPY and INSERT (attnames: fault_id, incident_id, execution_id).
 FAULT_COLUMNS = (
     "fault_id", "subscription_id", "cluster", "received_at", "resource_api_version",
@@ -155,8 +153,14 @@ INCIDENT_COLUMNS = (
     "incident_id", "fault_id", "status", "created_at", "started_at", "completed_at", "exit_code",
     "cluster", "subscription_id", "resource_api_version", "resource_kind", "resource_name",
     "resource_namespace", "resource_uid", "fault_type", "severity", "failure_reason", "context",
-    "timestamp",
+    "timestamp", "last_seen_at", "occurrences", "oncall_state", "acknowledged_at", "closed_at",
+    "resolution",
 )  # fmt: skip
+# How people closed what they closed.
+RESOLUTION_WEIGHTS = {
+    Resolution.FIXED: 70, Resolution.FALSE_POSITIVE: 15, Resolution.DUPLICATE: 5,
+    Resolution.WONT_FIX: 10,
+}  # fmt: skip
 EXECUTION_COLUMNS = (
     "execution_id", "incident_id", "started_at", "completed_at", "exit_code", "error_message",
     "log_paths",
@@ -164,12 +168,6 @@ EXECUTION_COLUMNS = (
 REPORT_COLUMNS = (
     "report_id", "incident_id", "execution_id", "generated_at", "report_markdown", "report_html",
 )  # fmt: skip
-TABLES: tuple[tuple[type[Model], tuple[str, ...]], ...] = (
-    (FaultEvent, FAULT_COLUMNS),
-    (Incident, INCIDENT_COLUMNS),
-    (AgentExecution, EXECUTION_COLUMNS),
-    (TriageReport, REPORT_COLUMNS),
-)
 
 
 # --- Reports: a few templates rendered once, filled per incident ------------------------------
@@ -450,7 +448,26 @@ class HistoryGenerator:
         return (
             incident_id, fault.row[0], status, created_at, started_at, completed_at, exit_code,
             *fault.denormalized, failure_reason, fault.context, timestamp,
+            *self._oncall(index, created_at, timestamp, status),
         )  # fmt: skip
+
+    def _oncall(self, index: int, created_at: datetime, timestamp: datetime, status: str) -> Row:
+        """(last_seen_at, occurrences, oncall_state, acknowledged_at, closed_at, resolution):
+        a day after it opened, a person has closed it; newer ones are open or acknowledged, and
+        an incident still open for triage may have seen its fault fire again."""
+        rng = self.rng
+        repeats = rng.randrange(1, 12) if status in (Status.PENDING, Status.INVESTIGATING) else 0
+        last_seen = timestamp + timedelta(seconds=30 * repeats)
+        if self.now - created_at > timedelta(days=1):
+            resolutions = list(RESOLUTION_WEIGHTS)
+            resolution = rng.choices(resolutions, list(RESOLUTION_WEIGHTS.values()))[0]
+            closed_at = created_at + timedelta(minutes=rng.uniform(5, 600))
+            return (last_seen, 1 + repeats, OnCallState.CLOSED.value, None, closed_at,
+                    resolution.value)  # fmt: skip
+        if rng.random() < 0.5:
+            acknowledged = created_at + timedelta(seconds=rng.uniform(30, 900))
+            return (last_seen, 1 + repeats, OnCallState.ACKNOWLEDGED.value, acknowledged, None, "")
+        return (last_seen, 1 + repeats, OnCallState.OPEN.value, None, None, "")
 
     def _run(
         self,
@@ -489,61 +506,7 @@ class HistoryGenerator:
         return (self._uuid(), incident_id, execution_id, generated_at, markdown, rendered)
 
 
-# --- Writers ------------------------------------------------------------------------------
-
-
-def _copy(cursor, table: str, columns: Sequence[str], rows: Sequence[Row]) -> None:
-    """Stream rows into `table` with COPY on the psycopg cursor behind Django's cursor."""
-    if not rows:
-        return
-    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"  # noqa: S608 - our own names
-    with cursor.cursor.copy(sql) as copy:
-        for row in rows:
-            copy.write_row(row)
-
-
-def _insert_many(cursor, model: type[Model], columns: Sequence[str], rows: Sequence[Row]) -> None:
-    """INSERT rows with executemany (SQLite and other databases without COPY).
-
-    Each value goes through its field's `get_db_prep_save`, as `bulk_create` would do, without
-    building a model instance per row.
-    """
-    if not rows:
-        return
-    connection = cursor.db
-    fields = [model._meta.get_field(column) for column in columns]
-    quote = connection.ops.quote_name
-    names = ", ".join(quote(column) for column in columns)
-    placeholders = ", ".join(["%s"] * len(columns))
-    # Names come from the model, values go as parameters.
-    sql = f"INSERT INTO {quote(model._meta.db_table)} ({names}) VALUES ({placeholders})"  # noqa: S608
-    prepared = [
-        tuple(
-            field.get_db_prep_save(value, connection)
-            for field, value in zip(fields, row, strict=True)
-        )
-        for row in rows
-    ]
-    cursor.executemany(sql, prepared)
-
-
-def _secondary_indexes(cursor, tables: Sequence[str]) -> list[tuple[str, str]]:
-    """(name, CREATE statement) of each index on `tables` that no constraint owns (not the
-    primary keys); the partial unique index on open incidents is among them and is re-checked
-    when rebuilt."""
-    cursor.execute(
-        """
-        SELECT i.relname, pg_get_indexdef(i.oid)
-        FROM pg_index x
-        JOIN pg_class i ON i.oid = x.indexrelid
-        JOIN pg_class t ON t.oid = x.indrelid
-        WHERE t.relname = ANY(%s) AND t.relnamespace = 'public'::regnamespace
-          AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)
-        ORDER BY i.relname
-        """,
-        [list(tables)],
-    )
-    return list(cursor.fetchall())
+# --- Loading ------------------------------------------------------------------------------
 
 
 def seed_history(
@@ -561,76 +524,20 @@ def seed_history(
     """
     say = progress or (lambda message: None)
     began = time.perf_counter()
-    connection = connections[using]
-    postgres = connection.vendor == "postgresql"
     result = SeedResult()
-    with transaction.atomic(using=using):
-        if flush:
-            flush_history(using=using)
-        for model, _ in TABLES:
-            if model.objects.using(using).exists():
-                raise DatabaseNotEmpty(
-                    f"table {model._meta.db_table} already has rows; seed_demo only fills an "
-                    "empty database (run it with --flush to delete the existing history first)"
-                )
+    with DjangoStateStore(using=using).load_history(flush=flush) as loader:
         generator = HistoryGenerator(options)
         say(f"planned {options.incidents} incidents over {generator.fault_count} faults")
-        with connection.cursor() as cursor:
-            indexes: list[tuple[str, str]] = []
-            if postgres:
-                # Check foreign keys row by row as COPY goes (rows arrive parents first), not at
-                # commit: an index cannot be built on a table with pending deferred checks.
-                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-                tables = [model._meta.db_table for model, _ in TABLES]
-                indexes = _secondary_indexes(cursor, tables)
-                for name, _ in indexes:
-                    cursor.execute(f'DROP INDEX "{name}"')
-
-            def write(model: type[Model], columns: Sequence[str], rows: Sequence[Row]) -> None:
-                if postgres:
-                    _copy(cursor, model._meta.db_table, columns, rows)
-                else:
-                    _insert_many(cursor, model, columns, rows)
-                table = model._meta.db_table
-                result.rows[table] = result.rows.get(table, 0) + len(rows)
-
-            faults = list(generator.fault_rows())
-            for start in range(0, len(faults), options.batch_size):
-                write(FaultEvent, FAULT_COLUMNS, faults[start : start + options.batch_size])
-            for incidents, executions, reports in generator.chunks():
-                write(Incident, INCIDENT_COLUMNS, incidents)
-                write(AgentExecution, EXECUTION_COLUMNS, executions)
-                write(TriageReport, REPORT_COLUMNS, reports)
-                elapsed = time.perf_counter() - began
-                say(f"  {result.rows['incidents']:>9} incidents ({elapsed:.0f} s)")
-            if indexes:
-                index_began = time.perf_counter()
-                say(f"rebuilding {len(indexes)} indexes")
-                cursor.execute("SET LOCAL maintenance_work_mem = '256MB'")
-                for _, definition in indexes:
-                    cursor.execute(definition)
-                result.index_seconds = time.perf_counter() - index_began
-    # Fresh statistics for the planner. Outside a transaction PostgreSQL also VACUUMs: COPY leaves
-    # the visibility map unset, and index-only scans (the capped counts) need it.
-    command = "VACUUM ANALYZE" if postgres and not connection.in_atomic_block else "ANALYZE"
-    with connection.cursor() as cursor:
-        for model, _ in TABLES:
-            cursor.execute(f"{command} {model._meta.db_table}")
+        faults = list(generator.fault_rows())
+        for start in range(0, len(faults), options.batch_size):
+            loader.write(FaultEvent, FAULT_COLUMNS, faults[start : start + options.batch_size])
+        for incidents, executions, reports in generator.chunks():
+            loader.write(Incident, INCIDENT_COLUMNS, incidents)
+            loader.write(AgentExecution, EXECUTION_COLUMNS, executions)
+            loader.write(TriageReport, REPORT_COLUMNS, reports)
+            say(f"  {loader.rows['incidents']:>9} incidents ({time.perf_counter() - began:.0f} s)")
+        say("rebuilding indexes")
+    result.rows = dict(loader.rows)
+    result.index_seconds = loader.index_seconds
     result.seconds = time.perf_counter() - began
     return result
-
-
-def flush_history(*, using: str = "default") -> None:
-    """Delete every report, execution, incident and fault event (the seeded tables only)."""
-    connection = connections[using]
-    with transaction.atomic(using=using):
-        if connection.vendor == "postgresql":
-            tables = ", ".join(model._meta.db_table for model, _ in TABLES)
-            with connection.cursor() as cursor:
-                # Run checks still deferred in this transaction: TRUNCATE refuses to start with
-                # pending ones.
-                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-                cursor.execute(f"TRUNCATE {tables}")
-        else:
-            for model, _ in reversed(TABLES):
-                model.objects.using(using).all().delete()

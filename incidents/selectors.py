@@ -40,7 +40,14 @@ from incidents.choices import (
     Severity,
     Status,
 )
-from incidents.models import AgentExecution, FaultEvent, Incident, TriageReport
+from incidents.models import (
+    AgentExecution,
+    FaultEvent,
+    Incident,
+    IncidentActivity,
+    Silence,
+    TriageReport,
+)
 
 PAGE_SIZE = 50
 # Counting is the list's one cost that grows with the matches (a heap visit per row for most
@@ -69,6 +76,9 @@ LIST_FIELDS = (
     "severity",
     "failure_reason",
     "timestamp",
+    "oncall_state",
+    "occurrences",
+    "last_seen_at",
 )
 
 STATUS_RANK = {status: rank for rank, status in enumerate(Status.values)}
@@ -172,6 +182,22 @@ SORTS: dict[str, Sort] = {
     "-severity": Sort("Least severe first", (SortKey("severity_rank", True), *_NEWEST), _SEVERITY),
     "status": Sort("Status (lifecycle order)", (SortKey("status_rank", False), *_NEWEST), _STATUS),
     "-status": Sort("Status (reversed)", (SortKey("status_rank", True), *_NEWEST), _STATUS),
+    # incidents_last_seen_idx and incidents_occurrences_idx.
+    "-last_seen": Sort(
+        "Last seen first", (SortKey("last_seen_at", True), SortKey("incident_id", True))
+    ),
+    "last_seen": Sort(
+        "Last seen longest ago", (SortKey("last_seen_at", False), SortKey("incident_id", False))
+    ),
+    "-occurrences": Sort("Most repeated first", (SortKey("occurrences", True), *_NEWEST)),
+    "occurrences": Sort(
+        "Least repeated first",
+        (
+            SortKey("occurrences", False),
+            SortKey("created_at", False),
+            SortKey("incident_id", False),
+        ),
+    ),
 }
 DEFAULT_SORT = "-created"
 
@@ -206,7 +232,7 @@ def decode_cursor(sort: Sort, token: str) -> list[object]:
     typed: list[object] = []
     for key, value in zip(sort.keys, values, strict=True):
         try:
-            if key.name == "created_at":
+            if key.name in ("created_at", "last_seen_at"):
                 moment = datetime.fromisoformat(value)
                 if timezone.is_naive(moment):
                     raise ValueError("naive datetime")
@@ -514,10 +540,17 @@ def export_rows(
 
 
 def incident_detail_queryset() -> QuerySet[Incident]:
-    """Incidents with their fault, executions (newest first) and reports (newest first)."""
-    return Incident.objects.select_related("fault").prefetch_related(
+    """Incidents with their fault, the people on them, executions and reports (newest first),
+    and the timeline (newest first, with each row's person): a fixed number of queries."""
+    return Incident.objects.select_related(
+        "fault", "assignee", "acknowledged_by", "closed_by"
+    ).prefetch_related(
         Prefetch("executions", queryset=AgentExecution.objects.order_by("-started_at")),
         Prefetch("reports", queryset=TriageReport.objects.order_by("-generated_at")),
+        Prefetch(
+            "activity",
+            queryset=IncidentActivity.objects.select_related("actor").order_by("-at", "-id"),
+        ),
     )
 
 
@@ -529,6 +562,23 @@ def recurrences(incident: Incident, limit: int = RECURRENCE_LIMIT) -> list[Incid
         .exclude(pk=incident.pk)
         .order_by("-timestamp", "-created_at")[:limit]
     )
+
+
+# --- silences ---------------------------------------------------------------------------------
+
+SILENCE_LIMIT = 100
+
+
+def silences(*, active: bool, limit: int = SILENCE_LIMIT) -> list[Silence]:
+    """Active silences (ending soonest first) or ended ones (latest first), with their authors."""
+    from django.utils import timezone
+
+    now = timezone.now()
+    in_force = Q(expired_at__isnull=True, ends_at__gt=now)
+    queryset = Silence.objects.select_related("created_by", "expired_by")
+    if active:
+        return list(queryset.filter(in_force).order_by("ends_at", "pk")[:limit])
+    return list(queryset.exclude(in_force).order_by("-ends_at", "-pk")[:limit])
 
 
 def report_queryset() -> QuerySet[TriageReport]:

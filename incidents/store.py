@@ -14,19 +14,58 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connections, router, transaction
-from django.db.models import QuerySet
+from django.db import DataError, IntegrityError, connections, router, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from incidents.choices import OPEN_STATUSES, TERMINAL_STATUSES, Status, can_transition
+from incidents.choices import (
+    OPEN_STATUSES,
+    TERMINAL_STATUSES,
+    ActivityKind,
+    ActorKind,
+    Status,
+    can_transition,
+)
+from incidents.errors import (
+    FaultEventNotFound,
+    IncidentNotFound,
+    InvalidRecord,
+    InvalidTransition,
+    Refusal,
+    SilenceNotActive,
+    SilenceNotFound,
+    StoreError,
+)
 from incidents.models import (
     DENORMALIZED_FIELDS,
     AgentExecution,
     FaultEvent,
     Incident,
+    IncidentActivity,
     TriageReport,
 )
+from incidents.oncall import OnCallMixin
 from incidents.rendering import render_markdown
+from incidents.store_batch import NewIncident, Outcome, write_batch
+from incidents.store_history import load_history
+
+__all__ = [
+    "WORKER_LOST",
+    "WORKER_LOST_TWICE",
+    "DjangoStateStore",
+    "FaultEventNotFound",
+    "IncidentFilters",
+    "IncidentNotFound",
+    "InvalidRecord",
+    "InvalidTransition",
+    "Outcome",
+    "Refusal",
+    "SilenceNotActive",
+    "SilenceNotFound",
+    "StateStore",
+    "StoreError",
+    "copy_fault_fields",
+]
 
 # What a run said of itself (output/result.json) and which profile ran: recorded with the run.
 EXECUTION_RESULT_FIELDS = (
@@ -42,48 +81,12 @@ EXECUTION_RESULT_FIELDS = (
     "result_error",
 )
 
+# How the timeline names the default agent (TRIAGE_AGENT_COMMAND, no profile).
+DEFAULT_AGENT = "default agent"
+
 # How recover_lost_incidents marks (and counts) the executions of workers that died mid-run.
 WORKER_LOST = "worker lost"
 WORKER_LOST_TWICE = "worker lost twice"
-
-
-class StoreError(Exception):
-    """Base class of the store's domain errors."""
-
-
-class IncidentNotFound(StoreError, LookupError):
-    def __init__(self, incident_id: object) -> None:
-        self.incident_id = incident_id
-        super().__init__(f"incident {incident_id} does not exist")
-
-
-class FaultEventNotFound(StoreError, LookupError):
-    def __init__(self, fault_id: str) -> None:
-        self.fault_id = fault_id
-        super().__init__(f"fault event {fault_id!r} does not exist")
-
-
-class InvalidTransition(StoreError, ValueError):
-    """The lifecycle forbids moving the incident from `current` to `requested`."""
-
-    def __init__(self, incident_id: object, current: str, requested: str, why: str = "") -> None:
-        self.incident_id = incident_id
-        self.current = current
-        self.requested = requested
-        reason = why or "the lifecycle does not allow it"
-        super().__init__(
-            f"incident {incident_id} cannot move from {current} to {requested}: {reason}"
-        )
-
-
-class InvalidRecord(StoreError, ValueError):
-    """A record the database would refuse; the message names the record and the fields."""
-
-    def __init__(self, record: str, errors: dict[str, list[str]]) -> None:
-        self.record = record
-        self.errors = errors
-        detail = "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in errors.items())
-        super().__init__(f"{record} is invalid: {detail}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,18 +156,10 @@ def _validate(instance, *, record: str, exclude: Iterable[str] = ()) -> None:
         raise InvalidRecord(record, error.message_dict) from None
 
 
-def record_rerun_activity(using: str, incident: Incident, *, by: object, profile: str) -> None:
-    """The timeline row of a re-run request. A seam: the incident_activity table comes with the
-    on-call issue, not yet merged here; until it is, the request is logged only."""
-    import logging
-
-    logging.getLogger("incidents.store").info(
-        "re-run requested incident=%s profile=%s by=%s",
-        incident.incident_id,
-        profile or "(default)",
-        by,
-        extra={"step": "rerun requested", "incident_id": str(incident.incident_id)},
-    )
+def _short(value: object, limit: int = 255) -> str:
+    """A timeline from/to value: text, cut to the column's length."""
+    text = "" if value is None else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _parse_id(incident_id: uuid.UUID | str) -> uuid.UUID | None:
@@ -176,7 +171,7 @@ def _parse_id(incident_id: uuid.UUID | str) -> uuid.UUID | None:
         return None
 
 
-class DjangoStateStore:
+class DjangoStateStore(OnCallMixin):
     """StateStore on the Django ORM (SQLite or PostgreSQL, per `using`)."""
 
     def __init__(self, using: str | None = None) -> None:
@@ -202,45 +197,183 @@ class DjangoStateStore:
     ) -> Incident:
         """Store the fault event if its fault_id is new, and a pending incident for it.
 
-        One transaction: either both rows are written or neither. An existing fault event row is
-        kept as it is; the incident copies the fields of `event` (this occurrence).
+        A batch of one through `create_incidents`, so it behaves exactly as ingestion does: an
+        existing fault event row is kept as it is; the incident copies the fields of `event`.
+        When no incident is opened, what ingestion would write is written all the same (the
+        repeat counted on the open incident, the match counted on the silence) and
+        InvalidTransition says why, its `reason` one of Refusal.ONE_OPEN_PER_FAULT (the fault
+        has an open incident: `details["open_incident_id"]`), Refusal.DUPLICATE (an incident for
+        this fault and timestamp exists) or Refusal.SILENCED.
 
-        Raises InvalidRecord for an event the schema refuses, InvalidTransition when the fault
-        already has an open incident (the database's incidents_one_open_per_fault guarantees it
-        even when two processes race).
+        Raises InvalidRecord for an event the schema refuses, InvalidTransition as above.
         """
         _validate(event, record=f"fault event {event.fault_id!r}")
-        incident = Incident(fault_id=event.fault_id, status=Status.PENDING)
-        if incident_id is not None:
-            incident.incident_id = _parse_id(incident_id) or incident_id
-        copy_fault_fields(event, incident)
-        _validate(incident, record=f"incident {incident.incident_id}", exclude=["fault"])
+        parsed = uuid.uuid4() if incident_id is None else _parse_id(incident_id)
+        if parsed is None:
+            raise InvalidRecord(f"incident {incident_id}", {"incident_id": ["is not a UUID"]})
+        probe = Incident(incident_id=parsed, fault_id=event.fault_id, status=Status.PENDING)
+        copy_fault_fields(event, probe)
+        probe.last_seen_at = event.timestamp
+        _validate(probe, record=f"incident {parsed}", exclude=["fault"])
+        (outcome,) = self.create_incidents([event], incident_ids=[parsed])
+        if outcome is Outcome.CREATED:
+            event._state.adding = False
+            return self._incidents().get(pk=parsed)
+        if outcome is Outcome.SILENCED:
+            raise InvalidTransition(
+                parsed, "(new)", Status.PENDING, f"an active silence matches fault "
+                f"{event.fault_id}", reason=Refusal.SILENCED,
+            )  # fmt: skip
+        existing = (
+            self._incidents()
+            .filter(fault_id=event.fault_id)
+            .filter(Q(status__in=OPEN_STATUSES) | Q(timestamp=event.timestamp))
+            .order_by("-created_at")
+            .first()
+        )
+        existing_text = f"{existing.incident_id} ({existing.status})" if existing else "(gone)"
+        if outcome is Outcome.DUPLICATE:
+            raise InvalidTransition(
+                parsed, "(new)", Status.PENDING, f"fault {event.fault_id} at "
+                f"{event.timestamp.isoformat()} already has incident {existing_text}",
+                reason=Refusal.DUPLICATE,
+            )  # fmt: skip
+        raise InvalidTransition(
+            parsed,
+            "(new)",
+            Status.PENDING,
+            f"fault {event.fault_id} already has open incident {existing_text}; the repeat was "
+            "counted on it",
+            reason=Refusal.ONE_OPEN_PER_FAULT,
+            open_incident_id=existing.incident_id if existing else None,
+        )
+
+    def create_incidents(
+        self,
+        events: Sequence[FaultEvent],
+        *,
+        incident_ids: Sequence[uuid.UUID] | None = None,
+        dry_run: bool = False,
+    ) -> list[Outcome]:
+        """Classify and write a batch of fault events, one outcome each, in one transaction.
+
+        The one writer of new incidents (ingestion calls it per batch): see
+        `incidents.store_batch` for the outcomes and what each writes, and for the bounded
+        number of statements per batch. Events are not validated here (ingestion parsed them;
+        `create_incident` validates its one). With `dry_run`, classifies and writes nothing.
+
+        Raises InvalidRecord when the database refuses a row (the whole batch is rolled back;
+        the caller may retry event by event); a lost connection propagates as DatabaseError.
+        """
+        ids = list(incident_ids) if incident_ids is not None else [uuid.uuid4() for _ in events]
+        batch = [
+            NewIncident(event, incident_id) for event, incident_id in zip(events, ids, strict=True)
+        ]
+        if not batch:
+            return []
         try:
             with transaction.atomic(using=self.using):
-                FaultEvent.objects.using(self.using).bulk_create([event], ignore_conflicts=True)
-                incident.save(using=self.using, force_insert=True)
-        except IntegrityError as error:
-            open_incident = (
-                self._incidents().filter(fault_id=event.fault_id, status__in=OPEN_STATUSES).first()
-            )
-            if open_incident is not None:
-                raise InvalidTransition(
-                    incident.incident_id,
-                    "(new)",
-                    Status.PENDING,
-                    f"fault {event.fault_id} already has open incident "
-                    f"{open_incident.incident_id} ({open_incident.status})",
-                ) from None
+                return write_batch(
+                    self.using, batch, dry_run=dry_run, record=self._record_activities
+                )
+        except (IntegrityError, DataError) as error:
+            text = str(error).strip().splitlines()[0] if str(error).strip() else "refused"
             raise InvalidRecord(
-                f"incident {incident.incident_id}", {"__all__": [str(error)]}
-            ) from None
-        event._state.adding = False
-        return incident
+                f"batch of {len(batch)} fault events", {"__all__": [text]}
+            ) from error
+
+    # -- the timeline ---------------------------------------------------------------------------
+    def _record_activity(
+        self,
+        kind: str,
+        *,
+        incident: Incident | None = None,
+        silence=None,
+        by=None,
+        actor_kind: str | None = None,
+        from_value: object = "",
+        to_value: object = "",
+        text: str = "",
+    ) -> IncidentActivity:
+        """Write one timeline row, inside the caller's transaction (it commits with the change
+        or not at all). The one place a single row is written: a notifier hooks in here."""
+        row = IncidentActivity(
+            incident=incident,
+            silence=silence,
+            kind=kind,
+            actor=by,
+            actor_kind=actor_kind or (ActorKind.PERSON if by is not None else ActorKind.WORKER),
+            at=timezone.now(),
+            from_value=_short(from_value),
+            to_value=_short(to_value),
+            text=text,
+        )
+        self._record_activities([row])
+        return row
+
+    def _record_activities(self, rows: list[IncidentActivity]) -> None:
+        """Write timeline rows in one INSERT, inside the caller's transaction."""
+        if rows:
+            IncidentActivity.objects.using(self.using).bulk_create(rows)
+
+    def check_transition(self, incident: Incident, target: str) -> None:
+        """Raise the InvalidTransition that moving `incident` to `target` would raise now.
+
+        Its `reason`: Refusal.UNKNOWN_STATUS, ALREADY, LIFECYCLE, or ONE_OPEN_PER_FAULT (a move
+        back to an open status while the fault has another open incident, named in the message
+        and in `details["open_incident_id"]`). Reads without locking: a caller that acts on the
+        answer holds the row's lock, or lets the store refuse the move itself.
+        """
+        pk, current = incident.incident_id, incident.status
+        if target not in Status.values:
+            raise InvalidTransition(
+                pk, current, target, "unknown status", reason=Refusal.UNKNOWN_STATUS
+            )
+        if current == target:
+            raise InvalidTransition(
+                pk, current, target, f"it already is {target}", reason=Refusal.ALREADY
+            )
+        if not can_transition(current, target):
+            raise InvalidTransition(pk, current, target, reason=Refusal.LIFECYCLE)
+        if target in OPEN_STATUSES and current not in OPEN_STATUSES:
+            other = (
+                self._incidents()
+                .filter(fault_id=incident.fault_id, status__in=OPEN_STATUSES)
+                .exclude(pk=pk)
+                .values_list("pk", "status")
+                .first()
+            )
+            if other is not None:
+                raise InvalidTransition(
+                    pk, current, target,
+                    f"fault {incident.fault_id} already has open incident {other[0]} ({other[1]})",
+                    reason=Refusal.ONE_OPEN_PER_FAULT, open_incident_id=other[0],
+                )  # fmt: skip
+
+    def allowed_transitions(self, incident: Incident) -> list[str]:
+        """The triage statuses `incident` may move to now, in lifecycle order: the lifecycle's
+        moves less those `check_transition` refuses (at most one query)."""
+        allowed = []
+        for target in Status.values:
+            try:
+                self.check_transition(incident, target)
+            except InvalidTransition:
+                continue
+            allowed.append(target)
+        return allowed
 
     def update_incident_status(
-        self, incident_id: uuid.UUID | str, status: str, started_at: datetime | None = None
+        self,
+        incident_id: uuid.UUID | str,
+        status: str,
+        started_at: datetime | None = None,
+        *,
+        by=None,
     ) -> Incident:
         """Move an incident to `status` if the lifecycle allows it; same status is a no-op.
+
+        `by` is the person making the move (the admin); None is the triage worker. The move is
+        a timeline row.
 
         Locks the row (select_for_update) between reading the current status and writing the new
         one, so two workers cannot both claim it and a requeue cannot overwrite a completion.
@@ -253,11 +386,18 @@ class DjangoStateStore:
         with transaction.atomic(using=self.using):
             incident = self._locked_incident(incident_id)
             if status not in Status.values:
-                raise InvalidTransition(incident_id, incident.status, status, "unknown status")
+                raise InvalidTransition(
+                    incident_id,
+                    incident.status,
+                    status,
+                    "unknown status",
+                    reason=Refusal.UNKNOWN_STATUS,
+                )
             if incident.status == status:
                 return incident
             if not can_transition(incident.status, status):
                 raise InvalidTransition(incident_id, incident.status, status)
+            previous = incident.status
             if status == Status.INVESTIGATING:
                 incident.started_at = started_at or timezone.now()
             elif status in TERMINAL_STATUSES:
@@ -269,6 +409,9 @@ class DjangoStateStore:
                 incident.failure_reason = None
             incident.status = status
             self._save_status(incident)
+            self._record_activity(
+                ActivityKind.STATUS, incident=incident, by=by, from_value=previous, to_value=status
+            )
         return incident
 
     def complete_incident(
@@ -277,8 +420,12 @@ class DjangoStateStore:
         exit_code: int | None,
         failure_reason: str = "",
         status: str | None = None,
+        *,
+        by=None,
     ) -> Incident:
         """Finish an incident: completed_at = now, the exit code, the failure reason, the status.
+
+        `by` is the person (the admin); None is the triage worker. A timeline row.
 
         `status` defaults to resolved for exit code 0 and failed otherwise; a given status must be
         terminal. Locks the row like update_incident_status. Raises IncidentNotFound,
@@ -289,15 +436,32 @@ class DjangoStateStore:
             incident = self._locked_incident(incident_id)
             if target not in TERMINAL_STATUSES:
                 raise InvalidTransition(
-                    incident_id, incident.status, target, "completion needs a terminal status"
+                    incident_id,
+                    incident.status,
+                    target,
+                    "completion needs a terminal status",
+                    reason=Refusal.NOT_TERMINAL,
                 )
             if not can_transition(incident.status, target):
-                raise InvalidTransition(incident_id, incident.status, target)
+                reason = Refusal.ALREADY if incident.status == target else Refusal.LIFECYCLE
+                raise InvalidTransition(incident_id, incident.status, target, reason=reason)
+            previous = incident.status
             incident.status = target
             incident.completed_at = timezone.now()
             incident.exit_code = exit_code
             incident.failure_reason = failure_reason or None
             self._save_status(incident)
+            text = f"exit code {exit_code}" if exit_code is not None else ""
+            if failure_reason:
+                text = f"{text}: {failure_reason}" if text else failure_reason
+            self._record_activity(
+                ActivityKind.STATUS,
+                incident=incident,
+                by=by,
+                from_value=previous,
+                to_value=target,
+                text=text,
+            )
         return incident
 
     def _save_status(self, incident: Incident) -> None:
@@ -320,6 +484,7 @@ class DjangoStateStore:
                 "(stored)",
                 incident.status,
                 f"fault {incident.fault_id} already has an open incident",
+                reason=Refusal.ONE_OPEN_PER_FAULT,
             ) from None
 
     def record_agent_execution(self, execution: AgentExecution) -> AgentExecution:
@@ -432,6 +597,15 @@ class DjangoStateStore:
     def close(self) -> None:
         connections[self.using].close()
 
+    def load_history(self, *, flush: bool = False):
+        """The bulk loader of whole histories into empty tables (demo and benchmark data): a
+        context manager yielding a `store_history.HistoryLoader`, one transaction. Rows must
+        already obey every rule; the database's constraints still check them.
+
+        Raises store_history.DatabaseNotEmpty when a table has rows (unless `flush`).
+        """
+        return load_history(self.using, flush=flush)
+
     # -- operations beyond the design's eight, used by the worker and the admin -----------------
     def claim_next_incident(self, started_at: datetime | None = None) -> Incident | None:
         """Take the oldest pending incident (FIFO on created_at) and move it to investigating.
@@ -475,7 +649,9 @@ class DjangoStateStore:
             )
         return held is not None
 
-    def correct_fault_event(self, fault_id: str, /, **changes: object) -> tuple[FaultEvent, int]:
+    def correct_fault_event(
+        self, fault_id: str, /, *, by=None, **changes: object
+    ) -> tuple[FaultEvent, int]:
         """Correct a fault event's fields and copy them onto all its incidents, atomically.
 
         Only the denormalized fields (and received_at) may change; the fault id never does.
@@ -502,6 +678,24 @@ class DjangoStateStore:
             # Only what was corrected: the other copies may rightly differ per occurrence.
             copied = {name: getattr(event, name) for name in changes if name in DENORMALIZED_FIELDS}
             updated = self._incidents().filter(fault_id=fault_id).update(**copied) if copied else 0
+            if copied:
+                text = "; ".join(f"{name} = {_short(value, 80)}" for name, value in copied.items())
+                now = timezone.now()
+                self._record_activities(
+                    [
+                        IncidentActivity(
+                            incident_id=pk,
+                            kind=ActivityKind.FAULT_CORRECTED,
+                            actor=by,
+                            actor_kind=ActorKind.PERSON if by is not None else ActorKind.WORKER,
+                            at=now,
+                            text=text,
+                        )
+                        for pk in self._incidents()
+                        .filter(fault_id=fault_id)
+                        .values_list("pk", flat=True)
+                    ]
+                )
         return event, updated
 
     def recover_lost_incidents(
@@ -570,6 +764,7 @@ class DjangoStateStore:
         *,
         exit_code: int | None,
         failure_reason: str | None,
+        by=None,
     ) -> Incident:
         """Correct the recorded exit code and failure reason of a finished incident (the admin).
 
@@ -585,10 +780,19 @@ class DjangoStateStore:
                     incident.status,
                     incident.status,
                     "only a finished incident has an outcome to correct",
+                    reason=Refusal.NO_OUTCOME,
                 )
+            before = f"exit code {incident.exit_code}, reason {incident.failure_reason or '—'}"
             incident.exit_code = exit_code
             incident.failure_reason = failure_reason or None
             self._save_status(incident)
+            self._record_activity(
+                ActivityKind.OUTCOME_CORRECTED,
+                incident=incident,
+                by=by,
+                from_value=before,
+                to_value=f"exit code {exit_code}, reason {failure_reason or '—'}",
+            )
         return incident
 
     # -- re-runs with an agent profile (the run-cost issue) -----------------------------------
@@ -601,7 +805,8 @@ class DjangoStateStore:
 
         A finished incident is requeued to pending; a pending one just gets the profile. One
         being investigated is refused (its run is not over). Locks the row between the status
-        check and the write. `by` (the user asking) goes on the timeline when there is one.
+        check and the write. `by` (the user asking) is on the timeline's rows: the requeue's, and
+        the re-run's (from the previous profile to this one).
         Raises IncidentNotFound, InvalidTransition, InvalidRecord (an unknown profile).
         """
         from incidents.profiles import agent_profiles
@@ -619,9 +824,16 @@ class DjangoStateStore:
                 raise InvalidTransition(
                     incident_id, incident.status, Status.PENDING, "an agent is running it now"
                 )
+            previous = incident.agent_profile
             if incident.status != Status.PENDING:
-                incident = self.update_incident_status(incident.incident_id, Status.PENDING)
+                incident = self.update_incident_status(incident.incident_id, Status.PENDING, by=by)
             incident.agent_profile = profile
             incident.save(using=self.using, update_fields=["agent_profile"])
-            record_rerun_activity(self.using, incident, by=by, profile=profile)
+            self._record_activity(
+                ActivityKind.RERUN,
+                incident=incident,
+                by=by,
+                from_value=previous or DEFAULT_AGENT,
+                to_value=profile or DEFAULT_AGENT,
+            )
         return incident

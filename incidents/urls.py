@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from incidents import rerun_views, views
+from incidents import oncall_views, rerun_views, views
 
 app_name = "incidents"
 
@@ -15,6 +15,19 @@ urlpatterns = [
         "incidents/<uuid:incident_id>/rerun/",
         rerun_views.IncidentRerunView.as_view(),
         name="rerun",
+    ),
+    # On-call actions (POST): on the selected rows of the list, and on one incident.
+    path("incidents/actions/", oncall_views.BulkActionView.as_view(), name="bulk-action"),
+    path(
+        "incidents/<uuid:incident_id>/<slug:action>/",
+        oncall_views.IncidentActionView.as_view(),
+        name="action",
+    ),
+    path("silences/", oncall_views.SilenceListView.as_view(), name="silences"),
+    path(
+        "silences/<int:silence_id>/expire/",
+        oncall_views.ExpireSilenceView.as_view(),
+        name="silence-expire",
     ),
     path("reports/<uuid:report_id>/", views.ReportDetailView.as_view(), name="report"),
     path("reports/<uuid:report_id>/raw/", views.ReportRawView.as_view(), name="report-raw"),

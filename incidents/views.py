@@ -25,28 +25,40 @@ from django.views.decorators.http import require_safe
 from django.views.generic import DetailView, TemplateView
 from django.views.generic.detail import SingleObjectMixin
 
-from incidents import selectors
+from incidents import oncall_views, selectors
 from incidents.budget import budget_state
+from incidents.choices import Resolution
 from incidents.filters import IncidentFilterSet
 from incidents.forms import ListControlsForm
 from incidents.models import Incident, TriageReport
 from incidents.rendering import render_cached
 from incidents.rerun_views import RerunForm, can_rerun
-from incidents.roles import VIEW_INCIDENTS, VIEW_REPORTS
+from incidents.roles import RESPOND, VIEW_INCIDENTS, VIEW_REPORTS
+from triage_site.replicas import replica_health
 
 
 @login_not_required
 @never_cache
 @require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database answers, 503 when it does not (for load balancers and probes)."""
+    """200 when the database answers, 503 when it does not (for load balancers and probes).
+
+    With read replicas, each one's state and replay lag is reported too; a replica that is down
+    or lagging is skipped by the router, so it makes the answer "degraded", never a 503.
+    """
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except DatabaseError:
         return JsonResponse({"status": "unavailable", "database": "unreachable"}, status=503)
-    return JsonResponse({"status": "ok", "database": "ok"})
+    body: dict[str, object] = {"status": "ok", "database": "ok"}
+    replicas = replica_health()
+    if replicas:
+        body["replicas"] = {health.alias: health.as_json() for health in replicas}
+        if not all(health.ok for health in replicas):
+            body["status"] = "degraded"
+    return JsonResponse(body)
 
 
 # --- the dashboard ----------------------------------------------------------------------------
@@ -67,6 +79,8 @@ def _sort_toggles(sort_key: str) -> dict[str, str | None]:
     None removes the parameter (the default, newest first)."""
     return {
         "created_next": "created" if sort_key == selectors.DEFAULT_SORT else None,
+        "last_seen_next": "last_seen" if sort_key == "-last_seen" else "-last_seen",
+        "occurrences_next": "occurrences" if sort_key == "-occurrences" else "-occurrences",
         "severity_next": "-severity" if sort_key == "severity" else "severity",
         "status_next": "-status" if sort_key == "status" else "status",
     }
@@ -105,7 +119,7 @@ class IncidentListView(PermissionRequiredMixin, TemplateView):
         return selectors.incident_list_queryset()
 
     def get(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        filterset = IncidentFilterSet(request.GET, queryset=self.get_queryset())
+        filterset = IncidentFilterSet.with_default(request.GET, queryset=self.get_queryset())
         controls = ListControlsForm(request.GET)
         context = self.get_context_data(filterset=filterset, controls=controls)
         listing = self.listing(filterset, controls)
@@ -117,6 +131,15 @@ class IncidentListView(PermissionRequiredMixin, TemplateView):
             default_window_days=selectors.DEFAULT_WINDOW_DAYS,
             max_chart_days=selectors.MAX_CHART_DAYS,
             summary_cache_seconds=selectors.SUMMARY_CACHE_SECONDS,
+            default_view=filterset.is_default,
+            # An empty default view says how incidents arrive when there are none at all.
+            no_incidents=bool(listing and not listing["page"].rows and filterset.is_default)
+            and not Incident.objects.exists(),
+            # Links built from the query keep the default view's filter (the state in the URL).
+            list_query=filterset.data,
+            whole_history=oncall_views.whole_history_query(),
+            resolutions=Resolution.choices,
+            can_respond=request.user.has_perm(RESPOND),
             budget=budget_state(),  # today's spend, and whether the budget paused the agents
         )
         return self.render_to_response(context, status=200 if listing is not None else 400)
@@ -244,7 +267,9 @@ class IncidentExportView(PermissionRequiredMixin, View):
     permission_required = VIEW_INCIDENTS
 
     def get(self, request: HttpRequest) -> HttpResponse:
-        filterset = IncidentFilterSet(request.GET, queryset=selectors.incident_list_queryset())
+        filterset = IncidentFilterSet.with_default(
+            request.GET, queryset=selectors.incident_list_queryset()
+        )
         if not filterset.is_valid():
             lines = [f"{name}: {' '.join(messages)}" for name, messages in filterset.errors.items()]
             return HttpResponse(
@@ -295,6 +320,8 @@ class IncidentDetailView(PermissionRequiredMixin, DetailView):
             reports=reports,
             latest_report=render_cached(reports[0].report_markdown) if reports else None,
             recurrences=selectors.recurrences(incident),
+            timeline=list(incident.activity.all()),
+            **oncall_views.detail_context(self.request, incident),
             rerun_form=RerunForm() if can_rerun(self.request.user) else None,
         )
         return context

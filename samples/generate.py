@@ -65,6 +65,35 @@ psycopg.OperationalError: connection to server at "10.42.7.19", port 5432 failed
 PROBE = """2025-12-20T15:30:01.002Z WARN  http: slow request path=/healthz duration=4.97s
 2025-12-20T15:30:06.011Z WARN  db pool exhausted: 50/50 connections in use, waiting"""
 
+# What each workload runs, so that its log samples look like its own: a Go program such as
+# kube-proxy that is OOM-killed leaves its last klog lines, never a Java stack trace.
+JVM = {"spark-driver", "kafka-connect", "indexer"}
+PYTHON = {"airflow-scheduler", "fraud-scorer", "feature-store", "ledger-worker", "outbox-relay"}
+MESHED = {"payments", "checkout", "search", "orders"}  # namespaces with an istio-proxy sidecar
+GO_OOM = (
+    'I1220 15:29:41.730518       1 {service}.go:805] "Syncing rules" reason="endpoints changed"\n'
+    'I1220 15:29:52.118245       1 trace.go:236] Trace[1843510093]: "List" total: 10013ms\n'
+    'I1220 15:29:58.902114       1 {service}.go:1494] "Reloading data" objects=19633'
+)
+PY_OOM = """2025-12-20T15:29:51.402Z INFO  loading batch 1182 rows=2500000
+2025-12-20T15:29:58.117Z INFO  building feature matrix shape=(2500000, 412) dtype=float64"""
+PY_CRASH = """Traceback (most recent call last):
+  File "/srv/app/main.py", line 41, in <module>
+    settings = load_settings(os.environ)
+  File "/srv/app/config.py", line 87, in load_settings
+    return Settings(dsn=env["DATABASE_URL"], broker=env["BROKER_URL"])
+KeyError: 'BROKER_URL'"""
+JAVA_CRASH = """Exception in thread "main" java.lang.NullPointerException: config.brokers is null
+\tat com.example.Main.start(Main.java:87)
+\tat com.example.Main.main(Main.java:41)"""
+GO_DEPENDENCY = (
+    '{{"level":"error","ts":"2025-12-20T15:29:58.342Z","msg":"cannot reach the database",'
+    '"error":"dial tcp 10.42.7.19:5432: connect: connection refused"}}\n'
+    '{{"level":"fatal","ts":"2025-12-20T15:29:58.343Z","msg":"start-up checks failed"}}'
+)
+JAVA_DEPENDENCY = """org.apache.kafka.common.errors.TimeoutException: Timed out waiting for a node
+Caused by: java.net.ConnectException: Connection refused: kafka-0.kafka:9092"""
+
 # (fault type, kind, severity, event reason, message, log sample or None, previous container?)
 SCENARIOS = [
     ("CrashLoop", "Pod", "critical", "BackOff",
@@ -149,14 +178,26 @@ def _resource(rng: random.Random, cluster: str, namespace: str, kind: str, run: 
     }
 
 
-def _logs(rng: random.Random, scenario: tuple, container: str) -> list[dict]:
+def _runtime_sample(sample: str, container: str) -> str:
+    """The scenario's log sample as this workload's runtime would write it."""
+    runtime = "jvm" if container in JVM else "python" if container in PYTHON else "go"
+    by_runtime = {
+        JAVA_OOM: {"go": GO_OOM, "python": PY_OOM},
+        PANIC: {"python": PY_CRASH, "jvm": JAVA_CRASH},
+        PY_TRACE: {"go": GO_DEPENDENCY, "jvm": JAVA_DEPENDENCY},
+    }
+    return by_runtime.get(sample, {}).get(runtime, sample)
+
+
+def _logs(rng: random.Random, scenario: tuple, resource: dict) -> list[dict]:
     sample, previous = scenario[5], scenario[6]
+    container = resource["container"]
     if sample is None or rng.random() < 0.15:
         return []
-    text = sample.format(service=container)
+    text = _runtime_sample(sample, container).format(service=container)
     logs = [{"container": container, "previous": previous, "hasPanic": "panic:" in text,
              "sample": text}]  # fmt: skip
-    if rng.random() < 0.3:
+    if rng.random() < 0.3 and resource["namespace"] in MESHED:  # draws as before either way
         logs.append({"container": "istio-proxy", "previous": False, "hasPanic": False,
                      "sample": "[2025-12-20T15:30:00.117Z] \"GET /healthz HTTP/1.1\" 503 UF "
                                "upstream connect error or disconnect/reset before headers"},
@@ -176,7 +217,7 @@ def _one(rng: random.Random, fault: dict, timestamp: datetime, count: int, shape
     scenario, resource, cluster = fault["scenario"], fault["resource"], fault["cluster"]
     fault_type, _kind, severity, reason, message = scenario[:5]
     message = message.format(container=resource["container"], name=resource["name"])
-    logs = _logs(rng, scenario, resource["container"])
+    logs = _logs(rng, scenario, resource)
     obj = {k: resource[k] for k in ("apiVersion", "kind", "name", "namespace", "uid")}
     if shape.startswith("faults"):
         payload = {

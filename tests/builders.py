@@ -74,6 +74,8 @@ def make_incident(*, event: FaultEvent | None = None, **overrides) -> Incident:
         overrides.setdefault("exit_code", 0 if status == Status.RESOLVED else 1)
     for name, value in overrides.items():
         setattr(incident, name, value)
+    if incident.last_seen_at is None:
+        incident.last_seen_at = incident.timestamp
     incident.save(force_insert=True)
     return incident
 

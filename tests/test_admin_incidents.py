@@ -118,7 +118,7 @@ def test_completing_records_the_entered_exit_code_and_reason(admin_client, admin
         Status.FAILED, 137, "OOMKilled while collecting logs",
     )  # fmt: skip
     (message,) = history(incident)
-    assert "Status: Investigating → Failed" in message
+    assert "Status: Agent investigating → Triage failed" in message
     assert "Exit code: (none) → 137" in message
     assert "Failure reason: (none) → OOMKilled while collecting logs" in message
 
@@ -177,7 +177,7 @@ def test_a_status_edit_of_a_row_that_moved_meanwhile_is_a_conflict(admin_client,
     response = admin_client.post(change_url(incident), {**data, "status": Status.FAILED})
     assert response.status_code == 200
     (error,) = response.context["adminform"].form.errors["status"]
-    assert "moved from Pending to Investigating while you were editing" in error
+    assert "moved from Awaiting triage to Agent investigating while you were editing" in error
     incident.refresh_from_db()
     assert incident.status == Status.INVESTIGATING
 
@@ -230,11 +230,13 @@ def test_requeue_action_requeues_finished_and_refuses_pending(admin_client):
     resolved = make_incident(status=Status.RESOLVED)
     pending = make_incident(status=Status.PENDING)
     response = run_action(admin_client, "requeue_for_triage", [failed, resolved, pending])
-    assert messages_of(response) == ["Requeued 2 incidents; refused 1 (1 × already Pending)."]
+    assert messages_of(response) == [
+        "Requeued 2 incidents; refused 1 (1 × already Awaiting triage)."
+    ]
     for incident in (failed, resolved):
         incident.refresh_from_db()
         assert incident.status == Status.PENDING and incident.completed_at is None
-    assert history(failed)[0].startswith("Status: Failed → Pending")
+    assert history(failed)[0].startswith("Status: Triage failed → Awaiting triage")
     assert history(failed)[0].endswith("(action: requeue)")
     assert history(pending) == []
 
@@ -245,8 +247,9 @@ def test_requeue_action_refuses_when_the_fault_has_another_open_incident(admin_c
     make_incident(event=event, status=Status.INVESTIGATING)
     response = run_action(admin_client, "requeue_for_triage", [finished])
     (message,) = messages_of(response)
-    assert message.startswith("Requeued 0 incidents; refused 1 (1 × fault ")
-    assert "already has an open incident" in message
+    assert message == (
+        "Requeued 0 incidents; refused 1 (1 × the fault already has another open incident)."
+    )
     finished.refresh_from_db()
     assert finished.status == Status.AGENT_FAILED
     assert history(finished) == []
@@ -259,12 +262,12 @@ def test_mark_resolved_action(admin_client):
     response = run_action(admin_client, "mark_resolved", [investigating, pending, failed])
     (message,) = messages_of(response)
     assert message.startswith("Resolved 1 incident; refused 2 (")
-    assert "1 × Pending → Resolved is not allowed by the lifecycle" in message
-    assert "1 × Failed → Resolved is not allowed by the lifecycle" in message
+    assert "1 × Awaiting triage → Report ready is not allowed by the lifecycle" in message
+    assert "1 × Triage failed → Report ready is not allowed by the lifecycle" in message
     investigating.refresh_from_db()
     assert investigating.status == Status.RESOLVED and investigating.completed_at is not None
     (entry,) = history(investigating)
-    assert entry.startswith("Status: Investigating → Resolved; Completed at: (none) → ")
+    assert entry.startswith("Status: Agent investigating → Report ready; Completed at: (none) → ")
     assert entry.endswith("(action: mark resolved)")
 
 
@@ -274,7 +277,8 @@ def test_mark_failed_action(admin_client, admin_user):
     resolved = make_incident(status=Status.RESOLVED)
     response = run_action(admin_client, "mark_failed", [pending, investigating, resolved])
     assert messages_of(response) == [
-        "Failed 2 incidents; refused 1 (1 × Resolved → Failed is not allowed by the lifecycle)."
+        "Failed 2 incidents; refused 1 "
+        "(1 × Report ready → Triage failed is not allowed by the lifecycle)."
     ]
     for incident in (pending, investigating):
         incident.refresh_from_db()
@@ -291,14 +295,14 @@ def test_actions_with_nothing_allowed_report_an_error(admin_client):
     response = run_action(admin_client, "mark_resolved", [resolved])
     (message,) = list(get_messages(response.wsgi_request))
     assert message.level_tag == "error"
-    assert str(message) == "Resolved 0 incidents; refused 1 (1 × already Resolved)."
+    assert str(message) == "Resolved 0 incidents; refused 1 (1 × already Report ready)."
 
 
 def test_history_page_lists_the_change_messages(admin_client):
     incident = make_incident(status=Status.FAILED)
     run_action(admin_client, "requeue_for_triage", [incident])
     response = admin_client.get(reverse("admin:incidents_incident_history", args=[incident.pk]))
-    assert "Status: Failed → Pending" in response.content.decode()
+    assert "Status: Triage failed → Awaiting triage" in response.content.decode()
 
 
 # -- the store method the admin added ---------------------------------------------------------
@@ -346,3 +350,34 @@ def test_hostile_failure_reason_is_stored_as_text_and_shown_escaped(admin_client
     assert "<script>alert(2)</script>" not in page and "&lt;script&gt;alert(2)" in page
     (message,) = history(incident)
     assert len(message) < 500  # the history names the change; the row keeps the whole text
+
+
+def test_on_call_actions_call_the_store_and_group_refusals(admin_client, admin_user):
+    from incidents.models import IncidentActivity
+
+    first, second = make_incident(), make_incident()
+    response = run_action(admin_client, "close_false_positive", [first])
+    assert messages_of(response) == ["Closed 1 incident."]
+    response = run_action(admin_client, "acknowledge", [first, second])
+    assert messages_of(response) == [
+        "Acknowledged 1 incident; refused 1 (1 × closed (reopen it first))."
+    ]
+    first.refresh_from_db()
+    assert (first.oncall_state, first.resolution, first.closed_by) == (
+        "closed", "false_positive", admin_user,
+    )  # fmt: skip
+    assert history(first)[0].endswith("(action: close as false_positive)")
+    run_action(admin_client, "reopen", [first])
+    kinds = IncidentActivity.objects.filter(incident=first).order_by("id")
+    assert [row.kind for row in kinds] == ["closed", "reopened"]
+
+
+def test_on_call_actions_need_the_responder_permission(client, django_user_model, grant):
+    staff = django_user_model.objects.create_user("staff2", password="x", is_staff=True)
+    staff = grant(staff, "view_incident", "change_incident")
+    client.force_login(staff)
+    incident = make_incident()
+    response = run_action(client, "acknowledge", [incident])
+    assert response.status_code == 200
+    incident.refresh_from_db()
+    assert incident.oncall_state == "open"

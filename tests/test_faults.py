@@ -170,7 +170,7 @@ def test_database_killed_mid_ingestion_fails_clearly_and_a_rerun_stores_each_eve
     assert rerun.returncode == 0, stderr
     assert stdout.splitlines()[-1] == (
         f"received {EVENTS}: created {EVENTS - stored}, duplicate {stored}, coalesced 0, "
-        "rejected 0, ignored 0"
+        "silenced 0, rejected 0, ignored 0"
     )
     assert FaultEvent.objects.count() == EVENTS
     assert Incident.objects.count() == EVENTS

@@ -223,7 +223,7 @@ def test_hostile_record_is_rejected_by_line_and_its_neighbours_are_stored(tmp_pa
     status, stdout, stderr = ingest(tmp_path, line("good-1"), raw, line("good-2"))
     assert status == 1
     assert stdout.splitlines()[-1] == (
-        "received 3: created 2, duplicate 0, coalesced 0, rejected 1, ignored 0"
+        "received 3: created 2, duplicate 0, coalesced 0, silenced 0, rejected 1, ignored 0"
     )
     (rejection,) = stderr.splitlines()
     assert rejection.startswith(f"{tmp_path / 'hostile.jsonl'}:2: ")
@@ -269,7 +269,8 @@ def test_hostile_records_together_reject_each_and_keep_every_valid_one(tmp_path)
     n = len(HOSTILE_RECORDS)
     assert status == 1
     assert stdout.splitlines()[-1] == (
-        f"received {2 * n}: created {n}, duplicate 0, coalesced 0, rejected {n}, ignored 0"
+        f"received {2 * n}: created {n}, duplicate 0, coalesced 0, silenced 0, rejected {n}, "
+        "ignored 0"
     )
     assert [int(entry.split(":")[1]) for entry in stderr.splitlines()] == list(
         range(2, 2 * n + 1, 2)
@@ -310,7 +311,7 @@ def test_year_9999_and_year_1_timestamps_are_rejected_and_their_neighbours_store
     )
     assert status == 1
     assert stdout.splitlines()[-1] == (
-        "received 5: created 3, duplicate 0, coalesced 0, rejected 2, ignored 0"
+        "received 5: created 3, duplicate 0, coalesced 0, silenced 0, rejected 2, ignored 0"
     )
     accepted = "accepted from 2000-01-01T00:00:00Z up to 2100-01-01T00:00:00Z"
     assert stderr.splitlines() == [
@@ -369,7 +370,7 @@ def test_a_50_mb_line_is_rejected_in_bounded_memory_and_its_neighbours_kept(tmp_
     (status, stdout, stderr), peak = traced_peak(lambda: run_command(*args))
     assert status == 1
     assert stdout.splitlines()[-1].endswith(
-        "created 2, duplicate 0, coalesced 0, rejected 1, ignored 0"
+        "created 2, duplicate 0, coalesced 0, silenced 0, rejected 1, ignored 0"
     )
     assert re.fullmatch(
         rf".*hostile\.jsonl:2: record is {len(huge)} bytes, over the limit of 1048576 bytes\n",

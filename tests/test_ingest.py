@@ -10,7 +10,7 @@ import pytest
 from django.db import IntegrityError, OperationalError, connection, connections
 from django.test.utils import CaptureQueriesContext
 
-from incidents import ingest, streams
+from incidents import store_batch, streams
 from incidents.choices import Status
 from incidents.ingest import IngestCounts, IngestionService, Outcome, Rejection
 from incidents.models import DENORMALIZED_FIELDS, FaultEvent, Incident
@@ -189,10 +189,14 @@ def test_mcp_envelopes_from_the_subscriber_are_ingested():
 
 
 def test_summary_line_is_exactly_the_contracts():
-    c = IngestCounts(received=9, created=3, duplicate=2, coalesced=1, rejected=2, ignored=1)
-    assert c.summary() == "received 9: created 3, duplicate 2, coalesced 1, rejected 2, ignored 1"
+    c = IngestCounts(
+        received=10, created=3, duplicate=2, coalesced=1, silenced=1, rejected=2, ignored=1
+    )
+    assert c.summary() == (
+        "received 10: created 3, duplicate 2, coalesced 1, silenced 1, rejected 2, ignored 1"
+    )
     assert [o.value for o in Outcome] == [
-        "created", "duplicate", "coalesced", "rejected", "ignored",
+        "created", "duplicate", "coalesced", "silenced", "rejected", "ignored",
     ]  # fmt: skip
 
 
@@ -229,14 +233,14 @@ def test_a_batch_costs_the_same_queries_for_2_records_as_for_200():
 def test_a_batch_refused_by_the_database_is_retried_record_by_record(monkeypatch):
     """One row the database refuses is rejected; the rest of its batch is kept."""
     writer_name = "_copy_insert" if connection.vendor == "postgresql" else "_executemany_insert"
-    real_writer = getattr(ingest, writer_name)
+    real_writer = getattr(store_batch, writer_name)
 
     def refuse_poison(conn, to_create):
         if any(p.event.fault_id == "poison" for p in to_create):
             raise IntegrityError('new row violates check constraint "simulated"')
         return real_writer(conn, to_create)
 
-    monkeypatch.setattr(ingest, writer_name, refuse_poison)
+    monkeypatch.setattr(store_batch, writer_name, refuse_poison)
     rejections: list[Rejection] = []
     records = [record(f"ok{n}") for n in range(4)]
     records.insert(2, record("poison"))
@@ -254,7 +258,7 @@ def test_an_error_that_is_no_rows_fault_propagates_and_keeps_the_batch(monkeypat
     def broken(conn, to_create):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(ingest, writer_name, broken)
+    monkeypatch.setattr(store_batch, writer_name, broken)
     rejections: list[Rejection] = []
     service = IngestionService(on_reject=rejections.append)
     for n in range(3):
@@ -450,3 +454,35 @@ def test_two_concurrent_ingesters_make_one_incident_per_event():
         c = service.counts
         assert c.received == 400 and c.rejected == 0
         assert c.created + c.duplicate + c.coalesced == 400
+
+
+# -- repeats and silences ---------------------------------------------------------------------
+def test_repeats_are_counted_on_the_open_incident_and_silenced_faults_open_nothing(
+    django_user_model,
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from incidents.models import Silence
+
+    user = django_user_model.objects.create_user("sre")
+    Silence.objects.create(
+        created_by=user, ends_at=timezone.now() + timedelta(hours=1), comment="known",
+        namespace="batch-*",
+    )  # fmt: skip
+    batch_job = {"apiVersion": "batch/v1", "kind": "Job", "name": "nightly", "namespace": "batch-2"}
+    records = [
+        record("a", "2025-12-20T15:30:00Z"),
+        record("a", "2025-12-20T15:31:00Z"),
+        record("a", "2025-12-20T15:32:00Z"),
+        record("q", "2025-12-20T15:30:00Z", resource=batch_job),
+    ]
+    service = ingest_all(records, batch_size=2)
+    c = service.counts
+    assert (c.created, c.coalesced, c.silenced) == (1, 2, 1)
+    assert c.summary().endswith("coalesced 2, silenced 1, rejected 0, ignored 0")
+    incident = Incident.objects.get()
+    assert incident.occurrences == 3
+    assert incident.last_seen_at.isoformat() == "2025-12-20T15:32:00+00:00"
+    assert Silence.objects.get().matched == 1

@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples" / "events.jsonl"
 BAD_SAMPLES = ROOT / "samples" / "bad-events.jsonl"
 SUMMARY = re.compile(
-    r"received (\d+): created (\d+), duplicate (\d+), coalesced (\d+), rejected (\d+), "
-    r"ignored (\d+)"
+    r"received (\d+): created (\d+), duplicate (\d+), coalesced (\d+), silenced (\d+), "
+    r"rejected (\d+), ignored (\d+)"
 )
 
 
@@ -63,7 +63,7 @@ def summary(stdout: str) -> dict:
     last = stdout.rstrip("\n").splitlines()[-1]
     match = SUMMARY.fullmatch(last)
     assert match, f"last line is not the summary: {last!r}"
-    names = ("received", "created", "duplicate", "coalesced", "rejected", "ignored")
+    names = ("received", "created", "duplicate", "coalesced", "silenced", "rejected", "ignored")
     return dict(zip(names, map(int, match.groups()), strict=True))
 
 
@@ -122,7 +122,7 @@ def test_rejections_are_reported_as_path_line_reason_and_exit_1(tmp_path):
         "at line 1 column 2",
     ]
     assert summary(stdout) == {"received": 4, "created": 2, "duplicate": 0, "coalesced": 0,
-                               "rejected": 2, "ignored": 0}  # fmt: skip
+                               "silenced": 0, "rejected": 2, "ignored": 0}  # fmt: skip
     assert set(Incident.objects.values_list("fault_id", flat=True)) == {"a", "c"}
 
 
@@ -174,7 +174,7 @@ def test_quiet_prints_only_the_summary(tmp_path):
     assert status == 1
     assert stderr == ""
     assert stdout.splitlines() == [
-        "received 2: created 1, duplicate 0, coalesced 0, rejected 1, ignored 0"
+        "received 2: created 1, duplicate 0, coalesced 0, silenced 0, rejected 1, ignored 0"
     ]
 
 
@@ -191,7 +191,7 @@ def test_a_json_array_on_standard_input(monkeypatch):
     status, stdout, _ = run(stdin=array.encode(), monkeypatch=monkeypatch)
     assert status == 0
     assert summary(stdout) == {"received": 3, "created": 2, "duplicate": 1, "coalesced": 0,
-                               "rejected": 0, "ignored": 0}  # fmt: skip
+                               "silenced": 0, "rejected": 0, "ignored": 0}  # fmt: skip
 
 
 def test_a_pretty_printed_json_array_file_reports_lines(tmp_path):
@@ -217,7 +217,7 @@ def test_several_files_are_counted_together(tmp_path):
     assert status == 1
     assert stderr.strip() == f"{second}:2: cluster is empty ({CLUSTER_HINT})"
     assert summary(stdout) == {"received": 3, "created": 1, "duplicate": 1, "coalesced": 0,
-                               "rejected": 1, "ignored": 0}  # fmt: skip
+                               "silenced": 0, "rejected": 1, "ignored": 0}  # fmt: skip
 
 
 def test_dry_run_counts_and_writes_nothing(tmp_path):
@@ -231,7 +231,7 @@ def test_dry_run_counts_and_writes_nothing(tmp_path):
         "would coalesce 1, would reject 0, would ignore 0"
     )
     assert summary(stdout) == {"received": 3, "created": 1, "duplicate": 1, "coalesced": 1,
-                               "rejected": 0, "ignored": 0}  # fmt: skip
+                               "silenced": 0, "rejected": 0, "ignored": 0}  # fmt: skip
     assert Incident.objects.count() == FaultEvent.objects.count() == 0
 
 
@@ -339,7 +339,7 @@ def test_an_input_without_records_warns_instead_of_a_bare_received_0(tmp_path, c
     assert status == 0
     assert stderr.strip() == f"warning: {path} holds no record (empty or blank lines only)"
     assert stdout.splitlines()[-1] == (
-        "received 0: created 0, duplicate 0, coalesced 0, rejected 0, ignored 0"
+        "received 0: created 0, duplicate 0, coalesced 0, silenced 0, rejected 0, ignored 0"
     )
 
 
@@ -361,7 +361,7 @@ def test_a_bad_first_line_is_one_rejected_record_and_the_rest_is_read(tmp_path, 
     assert status == 1
     assert [entry.split(":")[1] for entry in stderr.splitlines()] == ["1", "2"]
     assert summary(stdout) == {"received": 4, "created": 2, "duplicate": 0, "coalesced": 0,
-                               "rejected": 2, "ignored": 0}  # fmt: skip
+                               "silenced": 0, "rejected": 2, "ignored": 0}  # fmt: skip
 
 
 def test_cluster_names_an_in_cluster_servers_records_and_keeps_its_own_value(tmp_path):

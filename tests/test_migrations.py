@@ -19,6 +19,9 @@ DESIGN_COLUMNS = {
         "exit_code", "cluster", "subscription_id", "resource_api_version", "resource_kind",
         "resource_name", "resource_namespace", "resource_uid", "fault_type", "severity",
         "failure_reason", "context", "timestamp",
+        # The on-call issue's columns, beside the design's.
+        "oncall_state", "acknowledged_at", "acknowledged_by_id", "assignee_id", "closed_at",
+        "closed_by_id", "resolution", "resolution_note", "occurrences", "last_seen_at",
         # The run-cost issue's: the agent profile of its next run.
         "agent_profile",
     },
@@ -35,7 +38,17 @@ DESIGN_COLUMNS = {
     },
 }  # fmt: skip
 NULLABLE = {
-    "incidents": {"started_at", "completed_at", "exit_code", "failure_reason"},
+    "incidents": {
+        "started_at",
+        "completed_at",
+        "exit_code",
+        "failure_reason",
+        "acknowledged_at",
+        "acknowledged_by_id",
+        "assignee_id",
+        "closed_at",
+        "closed_by_id",
+    },
     "agent_executions": {
         "completed_at",
         "exit_code",

@@ -49,6 +49,7 @@ def incident_row(fault_id: str, **overrides) -> dict:
         incident_id=uuid.uuid4().hex if connection.vendor == "sqlite" else uuid.uuid4(),
         status="pending",
         created_at=timezone.now(),
+        last_seen_at=row["timestamp"],
     )
     row.update(overrides)
     return row
@@ -140,7 +141,7 @@ def test_str_and_labels():
     assert str(event).startswith("CrashLoop on payments/Pod/api-1 in prod-us-east-1")
     assert FaultEvent(resource_kind="", resource_name="").resource_label == "(no resource)"
     incident = make_incident(event=event, status="investigating")
-    assert str(incident) == "CrashLoop on payments/Pod/api-1 (Investigating)"
+    assert str(incident) == "CrashLoop on payments/Pod/api-1 (Agent investigating)"
     assert incident.is_open
 
 

@@ -105,9 +105,13 @@ def test_the_planner_sees_a_table_worth_indexing(seeded_table):
     assert estimated >= ROWS * 0.9  # ANALYZE has run: plans below are real choices
 
 
-def test_unfiltered_list_reads_newest_first_from_the_created_index(seeded_table, signed_in):
+def test_the_default_list_reads_what_needs_a_human_from_the_oncall_index(seeded_table, signed_in):
     used = _assert_indexed(signed_in, {})
-    assert "incidents_created_idx" in used
+    assert "incidents_oncall_created_idx" in used
+
+
+def test_the_whole_history_uses_an_index(seeded_table, signed_in):
+    assert _assert_indexed(signed_in, {"oncall": ["open", "acknowledged", "closed"]})
 
 
 FILTERS = [
@@ -155,7 +159,7 @@ def test_a_deep_page_by_keyset_uses_an_index(seeded_table, signed_in):
         response = signed_in.get(reverse("incidents:list"), {"after": cursor})
         cursor = response.context["page"].next_cursor
     used = _assert_indexed(signed_in, {"after": cursor})
-    assert "incidents_created_idx" in used
+    assert "incidents_oncall_created_idx" in used  # the default view's
 
 
 def test_the_last_page_uses_an_index(seeded_table, signed_in):

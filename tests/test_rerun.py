@@ -187,21 +187,23 @@ def test_a_viewer_sees_no_form_and_cannot_post(client, viewer, profiles):
     assert Incident.objects.get(pk=incident.pk).status == Status.RESOLVED
 
 
-def test_a_responder_may_rerun(client, viewer, grant, profiles):
-    from django.contrib.auth.models import Permission
-    from django.contrib.contenttypes.models import ContentType
+def test_a_responder_may_rerun_and_the_timeline_says_so(client, django_user_model, profiles):
+    from incidents.models import IncidentActivity
+    from incidents.roles import responder_group
 
-    # The on-call issue's permission; made here if that migration is not in this tree.
-    Permission.objects.get_or_create(
-        codename="respond_incident",
-        content_type=ContentType.objects.get_for_model(Incident),
-        defaults={"name": "Can respond to incidents"},
-    )
-    responder = grant(viewer, "respond_incident")
+    responder = django_user_model.objects.create_user("responder", password="x")
+    responder.groups.add(responder_group())
     incident = make_incident(status=Status.FAILED)
     client.force_login(responder)
     assert client.post(rerun_url(incident), {"profile": "haiku"}).status_code == 303
     assert Incident.objects.get(pk=incident.pk).agent_profile == "haiku"
+    rows = IncidentActivity.objects.filter(incident=incident).order_by("id")
+    assert [(row.kind, row.actor, row.from_value, row.to_value) for row in rows] == [
+        ("status", responder, "failed", "pending"),
+        ("rerun", responder, "default agent", "haiku"),
+    ]
+    page = client.get(incident.get_absolute_url()).content.decode()
+    assert "Re-run requested" in page
 
 
 def test_the_rerun_needs_csrf_and_post(admin_user, profiles):

@@ -30,6 +30,8 @@ def make_history(count: int, *, same_time_every: int = 1) -> list[Incident]:
             event=make_fault_event(severity=severities[n % 4]),
             status=statuses[n % 4],
             created_at=BASE - timedelta(minutes=n // same_time_every),
+            occurrences=1 + n % 3,
+            last_seen_at=BASE - timedelta(minutes=n % 5),
         )
         for n in range(count)
     ]
@@ -55,6 +57,13 @@ def expected_order(incidents: list[Incident], sort_key: str) -> list:
         return [i.pk for i in newest]
     if sort_key == "created":
         return [i.pk for i in reversed(newest)]
+    if sort_key.lstrip("-") == "last_seen":
+        by_seen = sorted(incidents, key=lambda i: (i.last_seen_at, i.pk.hex))
+        return [i.pk for i in (reversed(by_seen) if sort_key.startswith("-") else by_seen)]
+    if sort_key == "-occurrences":
+        return [i.pk for i in sorted(newest, key=lambda i: -i.occurrences)]
+    if sort_key == "occurrences":
+        return [i.pk for i in sorted(reversed(newest), key=lambda i: i.occurrences)]
     ranks = {"severity": SEVERITY_RANK, "status": selectors.STATUS_RANK}[sort_key.lstrip("-")]
     column = sort_key.lstrip("-")
     sign = -1 if sort_key.startswith("-") else 1

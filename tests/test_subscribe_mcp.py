@@ -56,8 +56,8 @@ from incidents.subscriber import (
 
 STANDIN = Path(__file__).with_name("mcp_standin.py")
 SUMMARY = re.compile(
-    r"^received (\d+): created (\d+), duplicate (\d+), coalesced (\d+), rejected (\d+), "
-    r"ignored (\d+)$"
+    r"^received (\d+): created (\d+), duplicate (\d+), coalesced (\d+), silenced (\d+), "
+    r"rejected (\d+), ignored (\d+)$"
 )
 
 
@@ -668,7 +668,7 @@ def test_command_retries_until_the_server_is_up_then_sigterm_unsubscribes_and_ex
     assert text.count("--mode resource-faults is deprecated") == 1
     summary = SUMMARY.match(text.strip().splitlines()[-1])
     assert summary is not None, text
-    received, created, _, _, rejected, ignored = map(int, summary.groups())
+    received, created, _, _, _, rejected, ignored = map(int, summary.groups())
     assert created >= 4 and rejected == 1 and ignored == 0
     assert received == created + rejected + ignored
     assert call_names(calls) == ["logging/setLevel", "events_subscribe", "events_unsubscribe"]

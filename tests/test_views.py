@@ -28,8 +28,9 @@ LIST_QUERIES_COLD = 7
 LIST_QUERIES_WARM = 5
 # Sorted by severity the page reads each of the four severities (while the page is not full).
 SEVERITY_SORT_EXTRA = 3
-# Session and user, the incident with its fault, executions, reports, other occurrences.
-DETAIL_QUERIES = 6
+# Session and user, the incident with its fault and people, executions, reports, the timeline,
+# other occurrences; for a responder (this superuser) the people it can be assigned to.
+DETAIL_QUERIES = 8
 # Session and user, the report with its incident.
 REPORT_QUERIES = 3
 
@@ -83,7 +84,10 @@ def test_each_row_shows_badges_resource_fault_times_and_exit_code(admin_client):
     )
     html = admin_client.get(LIST).content.decode()
     assert f'badge--{SEVERITY_COLOURS["high"]} badge--severity" data-severity="high">High<' in html
-    assert f'badge--{STATUS_COLOURS["failed"]} badge--status" data-status="failed">Failed<' in html
+    assert (
+        f'badge--{STATUS_COLOURS["failed"]} badge--status" data-status="failed">Triage failed<'
+        in html
+    )
     assert "checkout/Deployment/" in html and "cart-service" in html
     assert "prod-eu-west-1" in html and "OOMKilled" in html
     assert f'datetime="{incident.created_at.isoformat()}"' in html
@@ -390,7 +394,7 @@ def test_the_incident_page_shows_every_field_and_the_lifecycle(admin_client):
         "image tag does not exist",
         "after waiting 2m 30s",
         "ran 8m 00s",
-        "Completed (Failed)",
+        "Completed (Triage failed)",
     ]:
         assert value in html, value
     assert f"<title>CrashLoop on {incident.resource_name} · Incident · Incident triage" in html
@@ -460,7 +464,7 @@ def test_executions_reports_and_recurrences_on_the_incident_page(admin_client):
     html = admin_client.get(incident.get_absolute_url()).content.decode()
     assert "agent crashed: OOM" in html and "/logs/agent.stderr.log" in html
     assert html.index(str(new_report.pk)) < html.index(str(old_report.pk))
-    assert '<h1 id="new-report">New report</h1>' in html  # newest rendered inline
+    assert '<h1 id="md-new-report">New report</h1>' in html  # newest rendered inline
     assert "<td>1</td>" in html
     assert "first try" not in html
     assert reverse("incidents:report-raw", args=[new_report.pk]) in html
@@ -540,7 +544,7 @@ def assert_inert(html: str) -> None:
         "<script>alert",
         "onerror=",
         "onload=",
-        "javascript:",
+        '="javascript:',  # in an attribute; CommonMark keeps a raw HTML block's lines as text
         "<iframe",
         "<svg onload",
         'style="background',
@@ -556,11 +560,11 @@ def test_the_report_page_renders_markdown_sanitized_with_a_table_of_contents(adm
     html = response.content.decode()
     article = html[html.index('<article class="prose report-body">') :]
     assert_inert(article)
-    assert '<h1 id="findings">Findings</h1>' in article
+    assert '<h1 id="md-findings">Findings</h1>' in article
     assert "<table>" in article and "<td>1</td>" in article
     assert "&lt;b&gt;not bold&lt;/b&gt;" in article
     assert '<nav class="toc" aria-label="Contents">' in html
-    assert 'href="#table"' in html
+    assert 'href="#md-table"' in html
     assert "<title>Report for CrashLoop on" in html
 
 

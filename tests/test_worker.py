@@ -16,6 +16,7 @@ from django.utils import timezone
 from incidents.choices import Status
 from incidents.models import AgentExecution, Incident, TriageReport
 from incidents.store import WORKER_LOST, WORKER_LOST_TWICE
+from incidents.stub_agent import SYNTHETIC_NOTE
 from incidents.worker import Mode, Worker, WorkerConfig, pipeline, triage_incident, workspace
 from incidents.worker.pipeline import CLAIM_LOST
 from tests.agents import agent_python, agent_script, reachable_folder
@@ -608,7 +609,8 @@ def test_stub_agent_runs_when_named(run_triage, monkeypatch, outcome, status):
     assert incident.status == status
     if outcome in ("resolved", "partial"):
         report = TriageReport.objects.get(incident=incident)
-        assert f"# Investigation: CrashLoop of {incident.resource_label}" in report.report_markdown
+        assert report.report_markdown.startswith(SYNTHETIC_NOTE)
+        assert f"`{incident.resource_label}` on `{incident.cluster}`" in report.report_markdown
 
 
 # -- concurrency ----------------------------------------------------------------------------------

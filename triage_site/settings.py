@@ -116,6 +116,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Replica reads for safe requests; the primary right after a person's own write.
+    "triage_site.replicas.ReplicaReadMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -180,8 +182,41 @@ def database_config(url: str) -> dict:
     return config
 
 
+def replica_config(url: str) -> dict:
+    """A replica's entry: persistent connections instead of the pool, and a short connect
+    timeout, so a replica that is down is noticed in a second instead of a pool's wait."""
+    config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+    config["OPTIONS"] = {"connect_timeout": 2}
+    return config
+
+
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
 DATABASES = {"default": database_config(DATABASE_URL)}
+
+# Read replicas (triage_site/replicas.py): the dashboard's and the API's reads go to a healthy one.
+DATABASE_REPLICAS: list[str] = []
+for _number, _url in enumerate(env_list("DATABASE_REPLICA_URLS", default=""), start=1):
+    _alias = f"replica_{_number}"
+    # In tests a replica alias is the test database itself; real replica tests start their own.
+    DATABASES[_alias] = {**replica_config(_url), "TEST": {"MIRROR": "default"}}
+    DATABASE_REPLICAS.append(_alias)
+DATABASE_ROUTERS = ["triage_site.replicas.ReplicaRouter"] if DATABASE_REPLICAS else []
+DJANGO_REPLICA_MAX_LAG_SECONDS = env_int("DJANGO_REPLICA_MAX_LAG_SECONDS", default=10)
+DJANGO_READ_YOUR_WRITES_SECONDS = env_int("DJANGO_READ_YOUR_WRITES_SECONDS", default=10)
+
+# Caching: per-process memory by default; DJANGO_CACHE_URL=redis://… shares one across processes
+# (triage_site/cache.py: a Redis outage serves uncached pages, never a 500).
+DJANGO_CACHE_URL = os.environ.get("DJANGO_CACHE_URL", "")
+if DJANGO_CACHE_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "triage_site.cache.ResilientRedisCache",
+            "LOCATION": DJANGO_CACHE_URL,
+            "KEY_PREFIX": "triage",
+            # Short socket timeouts: a cache that hangs must not hold a page longer than this.
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

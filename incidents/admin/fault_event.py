@@ -195,7 +195,7 @@ class FaultEventAdmin(ResourceSearchMixin, StoreBackedAdmin):
         if not changes:
             form.history_message = ""
             return
-        event, updated = DjangoStateStore().correct_fault_event(obj.pk, **changes)
+        event, updated = DjangoStateStore().correct_fault_event(obj.pk, by=request.user, **changes)
         lines = "; ".join(
             describe_changes(
                 form.initial, {name: getattr(event, name) for name in changes}, changes

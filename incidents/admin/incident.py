@@ -29,9 +29,9 @@ from incidents.admin.common import (
 from incidents.admin.context import pretty_context
 from incidents.admin.dates import IndexedDatesChangeList
 from incidents.admin.filters import IndexedValuesListFilter
-from incidents.choices import OPEN_STATUSES, TERMINAL_STATUSES, TRANSITIONS, Status, can_transition
+from incidents.choices import TERMINAL_STATUSES, Resolution, Status
 from incidents.models import DENORMALIZED_FIELDS, AgentExecution, Incident, TriageReport
-from incidents.store import DjangoStateStore, StoreError
+from incidents.store import DjangoStateStore, InvalidTransition, Refusal, StoreError
 
 # What a lifecycle move can change, in the order history messages list them.
 LIFECYCLE_FIELDS = ("status", "started_at", "completed_at", "exit_code", "failure_reason")
@@ -42,6 +42,18 @@ def status_label(value: str) -> str:
     return Status(value).label if value in Status.values else str(value)
 
 
+ONCALL_FIELDS = ("oncall_state", "assignee", "resolution")
+
+
+def snapshot(incident: Incident) -> dict[str, Any]:
+    """Lifecycle and on-call fields, as history messages show them."""
+    values = lifecycle_snapshot(incident)
+    values["oncall_state"] = incident.get_oncall_state_display()
+    values["assignee"] = incident.assignee.get_username() if incident.assignee_id else None
+    values["resolution"] = incident.get_resolution_display() if incident.resolution else None
+    return values
+
+
 def lifecycle_snapshot(incident: Incident) -> dict[str, Any]:
     """The fields a lifecycle move can change, as history messages show them."""
     values = {name: getattr(incident, name) for name in LIFECYCLE_FIELDS}
@@ -49,9 +61,24 @@ def lifecycle_snapshot(incident: Incident) -> dict[str, Any]:
     return values
 
 
-def allowed_moves_text(current: str) -> str:
-    targets = sorted(TRANSITIONS.get(current, ()), key=Status.values.index)
+def allowed_moves_text(incident: Incident) -> str:
+    """What the store allows the incident now (the admin keeps no copy of the lifecycle)."""
+    targets = DjangoStateStore().allowed_transitions(incident)
     return ", ".join(status_label(target) for target in targets) or "nothing"
+
+
+def refusal_text(error: InvalidTransition) -> str:
+    """A refusal for a person, from the error's reason code and statuses (never its text)."""
+    current, requested = status_label(error.current), status_label(error.requested)
+    if error.reason == Refusal.ALREADY:
+        return f"already {requested}"
+    if error.reason == Refusal.ONE_OPEN_PER_FAULT:
+        return "the fault already has another open incident"
+    if error.reason == Refusal.CLOSED:
+        return "closed (reopen it first)"
+    if error.reason == Refusal.NOT_CLOSED:
+        return "not closed"
+    return f"{current} → {requested} is not allowed by the lifecycle"
 
 
 def locked_incident(pk: Any) -> Incident | None:
@@ -92,7 +119,7 @@ class IncidentStatusForm(forms.ModelForm):
         if self.instance.pk and "status" in self.fields:
             self.fields["status"].help_text = (
                 f"From {status_label(self.instance.status)} the lifecycle allows: "
-                f"{allowed_moves_text(self.instance.status)}. Moving to a finished status records "
+                f"{allowed_moves_text(self.instance)}. Moving to a finished status records "
                 "the exit code and failure reason below."
             )
 
@@ -110,33 +137,29 @@ class IncidentStatusForm(forms.ModelForm):
                 f"This incident moved from {status_label(loaded)} to {status_label(current)} "
                 "while you were editing; reload the page and try again.",
             )
-        elif submitted != loaded and not can_transition(current, submitted):
-            self.add_error(
-                "status",
-                f"An incident cannot move from {status_label(current)} to "
-                f"{status_label(submitted)}; from {status_label(current)} the lifecycle allows: "
-                f"{allowed_moves_text(current)}.",
-            )
         elif submitted != loaded:
-            self.requested_status = submitted
-            if submitted in OPEN_STATUSES:
-                self._check_no_other_open_incident(submitted)
+            self._check_move(submitted)
         self._check_outcome_edit(self.requested_status or current)
         return cleaned
 
-    def _check_no_other_open_incident(self, target: str) -> None:
-        other = (
-            Incident.objects.filter(fault_id=self.current.fault_id, status__in=OPEN_STATUSES)
-            .exclude(pk=self.current.pk)
-            .only("pk", "status")
-            .first()
-        )
-        if other is not None:
-            self.add_error(
-                "status",
-                f"Cannot move to {status_label(target)}: fault {self.current.fault_id} already has "
-                f"open incident {other.pk} ({status_label(other.status)}).",
-            )
+    def _check_move(self, target: str) -> None:
+        """Ask the store whether the locked row may move to `target`; its refusal, if any, is
+        the form's error."""
+        current = self.current.status
+        try:
+            DjangoStateStore().check_transition(self.current, target)
+        except InvalidTransition as error:
+            if error.reason == Refusal.ONE_OPEN_PER_FAULT:
+                self.add_error("status", f"Cannot move to {status_label(target)}: {error.why}.")
+            else:
+                self.add_error(
+                    "status",
+                    f"An incident cannot move from {status_label(current)} to "
+                    f"{status_label(target)}; from {status_label(current)} the lifecycle "
+                    f"allows: {allowed_moves_text(self.current)}.",
+                )
+            return
+        self.requested_status = target
 
     def _check_outcome_edit(self, resulting_status: str) -> None:
         """Exit code and failure reason belong to a finished attempt; refuse them on open ones."""
@@ -228,7 +251,15 @@ class IncidentAdmin(ResourceSearchMixin, StoreBackedAdmin):
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER  # a count per filter choice: seconds on 1 M rows
     list_per_page = 50
-    actions = ("requeue_for_triage", "mark_resolved", "mark_failed")
+    actions = (
+        "requeue_for_triage",
+        "mark_resolved",
+        "mark_failed",
+        "acknowledge",
+        "close_fixed",
+        "close_false_positive",
+        "reopen",
+    )
     inlines = (ExecutionInline, ReportInline)
     readonly_fields = (
         "incident_id",
@@ -316,16 +347,17 @@ class IncidentAdmin(ResourceSearchMixin, StoreBackedAdmin):
         data = form.cleaned_data
         target = form.requested_status
         store = DjangoStateStore()
+        by = request.user
         if target is not None:
             if target in TERMINAL_STATUSES:
                 result = store.complete_incident(
-                    obj.pk, data["exit_code"], data["failure_reason"] or "", status=target
+                    obj.pk, data["exit_code"], data["failure_reason"] or "", status=target, by=by
                 )
             else:
-                result = store.update_incident_status(obj.pk, target)
+                result = store.update_incident_status(obj.pk, target, by=by)
         elif any(name in form.changed_data for name in OUTCOME_FIELDS):
             result = store.correct_incident_outcome(
-                obj.pk, exit_code=data["exit_code"], failure_reason=data["failure_reason"]
+                obj.pk, exit_code=data["exit_code"], failure_reason=data["failure_reason"], by=by
             )
         else:
             result = current
@@ -345,13 +377,15 @@ class IncidentAdmin(ResourceSearchMixin, StoreBackedAdmin):
         *,
         action: str,
         verb: str,
-        target: str,
+        target: str | None,
         move: Callable[[DjangoStateStore, Incident], Incident],
     ) -> None:
-        """Move every selected incident to `target` via `move`; report changed and refused.
+        """Apply `move` (one store call) to every selected incident; report changed and refused,
+        the refusals grouped by the store's reason code.
 
         Each row is locked, moved and logged in one transaction, so its LogEntry commits with the
-        change or not at all, and one refused row never undoes another.
+        change or not at all, and one refused row never undoes another. `target` is the triage
+        status the move sets (None for on-call moves): already there is a refusal, not a no-op.
         """
         store = DjangoStateStore()
         changed = 0
@@ -361,22 +395,20 @@ class IncidentAdmin(ResourceSearchMixin, StoreBackedAdmin):
                 current = locked_incident(pk)
                 if current is None:
                     continue
-                if current.status == target:
+                if target is not None and current.status == target:
                     refused[f"already {status_label(target)}"] += 1
                     continue
-                if not can_transition(current.status, target):
-                    refused[
-                        f"{status_label(current.status)} → {status_label(target)} "
-                        "is not allowed by the lifecycle"
-                    ] += 1
-                    continue
                 try:
-                    result = move(store, current)
+                    with transaction.atomic(using=store.using):
+                        result = move(store, current)
+                except InvalidTransition as error:
+                    refused[refusal_text(error)] += 1
+                    continue
                 except StoreError as error:
-                    refused[str(error).split(": ", 1)[-1]] += 1
+                    refused[type(error).__name__] += 1
                     continue
                 changes = describe_changes(
-                    lifecycle_snapshot(current), lifecycle_snapshot(result), LIFECYCLE_FIELDS
+                    snapshot(current), snapshot(result), LIFECYCLE_FIELDS + ONCALL_FIELDS
                 )
                 self.log_change(request, result, f"{'; '.join(changes)} (action: {action})")
                 changed += 1
@@ -391,7 +423,9 @@ class IncidentAdmin(ResourceSearchMixin, StoreBackedAdmin):
             action="requeue",
             verb="Requeued",
             target=Status.PENDING,
-            move=lambda store, incident: store.update_incident_status(incident.pk, Status.PENDING),
+            move=lambda store, incident: store.update_incident_status(
+                incident.pk, Status.PENDING, by=request.user
+            ),
         )
 
     @admin.action(description="Mark resolved", permissions=["change"])
@@ -403,7 +437,7 @@ class IncidentAdmin(ResourceSearchMixin, StoreBackedAdmin):
             verb="Resolved",
             target=Status.RESOLVED,
             move=lambda store, incident: store.complete_incident(
-                incident.pk, incident.exit_code, status=Status.RESOLVED
+                incident.pk, incident.exit_code, status=Status.RESOLVED, by=request.user
             ),
         )
 
@@ -417,6 +451,40 @@ class IncidentAdmin(ResourceSearchMixin, StoreBackedAdmin):
             verb="Failed",
             target=Status.FAILED,
             move=lambda store, incident: store.complete_incident(
-                incident.pk, incident.exit_code, reason, status=Status.FAILED
+                incident.pk, incident.exit_code, reason, status=Status.FAILED, by=request.user
             ),
         )
+
+    # -- on-call actions: the same store methods as the dashboard's buttons -----------------------
+    def has_respond_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("incidents.respond_incident")
+
+    @admin.action(description="Acknowledge (on call)", permissions=["respond"])
+    def acknowledge(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._apply_to_each(
+            request, queryset, action="acknowledge", verb="Acknowledged", target=None,
+            move=lambda store, incident: store.acknowledge_incident(incident.pk, by=request.user),
+        )  # fmt: skip
+
+    @admin.action(description="Close as fixed (on call)", permissions=["respond"])
+    def close_fixed(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._close(request, queryset, Resolution.FIXED)
+
+    @admin.action(description="Close as false positive (on call)", permissions=["respond"])
+    def close_false_positive(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._close(request, queryset, Resolution.FALSE_POSITIVE)
+
+    def _close(self, request: HttpRequest, queryset: QuerySet, resolution: str) -> None:
+        self._apply_to_each(
+            request, queryset, action=f"close as {resolution}", verb="Closed", target=None,
+            move=lambda store, incident: store.close_incident(
+                incident.pk, by=request.user, resolution=resolution, note="closed in the admin"
+            ),
+        )  # fmt: skip
+
+    @admin.action(description="Reopen (on call)", permissions=["respond"])
+    def reopen(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._apply_to_each(
+            request, queryset, action="reopen", verb="Reopened", target=None,
+            move=lambda store, incident: store.reopen_incident(incident.pk, by=request.user),
+        )  # fmt: skip

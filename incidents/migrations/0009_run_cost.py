@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0005_viewer_group"),
+        ("incidents", "0006_oncall"),
     ]
 
     operations = [
@@ -129,6 +129,57 @@ class Migration(migrations.Migration):
                     ("tool_calls__isnull", True), ("tool_calls__gte", 0), _connector="OR"
                 ),
                 name="agent_executions_tool_calls_not_negative",
+            ),
+        ),
+        # The timeline's "re-run requested" row: the kind's CHECK constraint gains "rerun".
+        migrations.RemoveConstraint(
+            model_name="incidentactivity",
+            name="incident_activity_kind_valid",
+        ),
+        migrations.AlterField(
+            model_name="incidentactivity",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("status", "Triage status changed"),
+                    ("outcome_corrected", "Outcome corrected"),
+                    ("fault_corrected", "Fault corrected"),
+                    ("repeat", "Fault fired again"),
+                    ("acknowledged", "Acknowledged"),
+                    ("assigned", "Assigned"),
+                    ("note", "Note"),
+                    ("closed", "Closed"),
+                    ("reopened", "Reopened"),
+                    ("silence_created", "Silence created"),
+                    ("silence_expired", "Silence expired"),
+                    ("rerun", "Re-run requested"),
+                ],
+                max_length=24,
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="incidentactivity",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    (
+                        "kind__in",
+                        [
+                            "status",
+                            "outcome_corrected",
+                            "fault_corrected",
+                            "repeat",
+                            "acknowledged",
+                            "assigned",
+                            "note",
+                            "closed",
+                            "reopened",
+                            "silence_created",
+                            "silence_expired",
+                            "rerun",
+                        ],
+                    )
+                ),
+                name="incident_activity_kind_valid",
             ),
         ),
     ]

@@ -1,12 +1,13 @@
 """The shipped stand-in agent: `python -m incidents.stub_agent` (the default agent command).
 
 It reads the incident the worker wrote (`$TRIAGE_INCIDENT_FILE`, else `./incident.json`) and
-writes `$TRIAGE_OUTPUT_DIR/investigation.md` (else `./output/`): an investigation report in the
-original project's seven sections (executive triage card, problem statement, findings, root
-cause with ranked hypotheses, remediation, proof of work, supporting evidence), built from a
-playbook per fault type and the incident's own names, cluster, context and log samples. It has
-no cluster access and says so in the report; it is there so the pipeline and the dashboard show
-real-looking results without a real agent. Standard library only; it never imports Django.
+writes `$TRIAGE_OUTPUT_DIR/investigation.md` (else `./output/`): a report in the form real
+agents write (the k8s4agents template: executive triage card, problem statement, findings with
+FACT/INF labels, root cause with ranked hypotheses, remediation, proof of work, supporting
+evidence; see report.py), built from a playbook per fault type and the incident's own names,
+cluster, context and log samples. It has no cluster access, and its first line says that it is
+a synthetic demo report; it is there so the pipeline and the dashboard show real-looking results
+without a real agent. Standard library only; it never imports Django.
 
 So that a demo shows every status, a small share of incidents, chosen deterministically from
 the fault id and timestamp (the same sample data gives the same outcomes on every run), ends
@@ -28,13 +29,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from incidents.stub_agent.playbooks import GENERIC, Hypothesis, Playbook, playbook_for
+from incidents.stub_agent.report import SYNTHETIC_NOTE, build_report
+
+__all__ = ["OUTCOMES", "OUTCOME_SHARES", "SYNTHETIC_NOTE", "build_report", "main", "outcome_for"]
 
 # outcome -> percent of incidents; the rest are resolved.
 OUTCOME_SHARES = {"partial": 4, "crash": 4, "missing": 3, "small": 2}
@@ -58,159 +60,6 @@ def outcome_for(incident: dict[str, Any]) -> str:
         if bucket < threshold:
             return outcome
     return "resolved"
-
-
-def context_parts(context: Any) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
-    """(message, log samples, other fields) from upstream's context, whatever its shape."""
-    if isinstance(context, str):
-        return context, [], {}
-    if not isinstance(context, dict):
-        return json.dumps(context), [], {}
-    message = ""
-    for key in ("context", "message", "reason"):
-        if isinstance(context.get(key), str):
-            message = context[key]
-            break
-    logs = [entry for entry in context.get("logs") or [] if isinstance(entry, dict)]
-    extra = {k: v for k, v in context.items() if k not in ("context", "message", "logs")}
-    return message, logs, extra
-
-
-def ranked(playbook: Playbook, text: str) -> list[tuple[Hypothesis, int, list[str]]]:
-    """Hypotheses with confidence raised by the log patterns found, most likely first."""
-    lowered = text.lower()
-    scored = []
-    for hypothesis in playbook.hypotheses:
-        matched = [pattern for pattern in hypothesis.patterns if pattern in lowered]
-        scored.append((hypothesis, hypothesis.confidence + 15 * len(matched), matched))
-    total = sum(score for _, score, _ in scored) or 1
-    normalised = [(h, round(100 * score / total), matched) for h, score, matched in scored]
-    return sorted(normalised, key=lambda item: -item[1])
-
-
-def fence(text: str, language: str = "text") -> str:
-    """A fenced code block that the quoted text cannot close early."""
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    ticks = "`" * max(3, longest + 1)
-    return f"{ticks}{language}\n{text.rstrip()}\n{ticks}"
-
-
-def cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ") or "—"
-
-
-def build_report(incident: dict[str, Any], *, partial: bool = False) -> str:
-    """The seven-section markdown report for `incident`."""
-    fault_type = str(incident.get("faultType") or "Unknown")
-    playbook_name, playbook = playbook_for(fault_type)
-    resource = incident.get("resource") or {}
-    name = resource.get("name") or "(unnamed)"
-    namespace = resource.get("namespace") or "default"
-    kind = resource.get("kind") or "resource"
-    cluster = incident.get("cluster") or "(unknown cluster)"
-    severity = incident.get("severity") or "unknown"
-    message, logs, extra = context_parts(incident.get("context"))
-    samples = "\n".join(str(entry.get("sample", "")) for entry in logs)
-    hypotheses = ranked(playbook, f"{message}\n{samples}")
-    top, top_confidence, _ = hypotheses[0]
-    panics = [entry for entry in logs if entry.get("hasPanic")]
-    target = f"{namespace}/{kind}/{name}"
-    fields = {"namespace": namespace, "name": name, "kind": kind.lower()}
-
-    lines = [
-        f"# Investigation: {fault_type} of {target}",
-        "",
-        "## 1. Executive triage card",
-        "",
-        "| field | value |",
-        "|---|---|",
-        f"| Incident | `{cell(incident.get('incidentId'))}` |",
-        f"| Cluster | {cell(cluster)} |",
-        f"| Resource | {cell(target)} |",
-        f"| Fault | {cell(fault_type)}: {cell(playbook.title)} |",
-        f"| Severity | {cell(severity)} |",
-        f"| Most likely cause | {cell(top.cause)} ({top_confidence}%) |",
-        f"| First action | {cell(playbook.remediation[0])} |",
-        f"| Impact | {cell(playbook.impact)} |",
-        "",
-        "## 2. Problem statement",
-        "",
-        f"At {incident.get('timestamp') or 'an unknown time'} kubernetes-mcp-server reported "
-        f"`{fault_type}` for {kind} `{name}` in namespace `{namespace}` on cluster "
-        f"`{cluster}` (fault `{incident.get('faultId', '?')}`): {playbook.title}.",
-        "",
-        f"> {message.strip() or 'The event carried no message.'}",
-        "",
-        "## 3. Findings",
-        "",
-        f"- The fault is classified `{severity}`; {playbook.impact[0].lower()}"
-        f"{playbook.impact[1:]}",
-        f"- {len(logs)} log sample(s) came with the event"
-        + (f"; {len(panics)} contain a panic." if panics else "."),
-    ]
-    for entry in panics[:3]:
-        first = next(
-            (line for line in str(entry.get("sample", "")).splitlines() if "panic" in line.lower()),
-            "",
-        )
-        if first:
-            lines.append(f"- `{entry.get('container') or '(container)'}` panicked: {cell(first)}")
-    for entry in logs[:3]:
-        container = entry.get("container") or "(container)"
-        which = "previous" if entry.get("previous") else "current"
-        lines.append(f"- Container `{container}` ({which} instance) logged:")
-        lines.append("")
-        lines.append(fence(str(entry.get("sample", ""))[:2000]))
-        lines.append("")
-    if extra:
-        keys = ", ".join(f"`{key}`" for key in sorted(extra)[:10])
-        lines.append(f"- The event carries further context: {keys}.")
-    lines += [
-        "",
-        "## 4. Root cause",
-        "",
-        "Ranked hypotheses (confidence from the playbook, raised by matching log evidence):",
-        "",
-        "| rank | hypothesis | confidence | evidence for | how to confirm |",
-        "|---|---|---|---|---|",
-    ]
-    for rank, (hypothesis, confidence, matched) in enumerate(hypotheses, start=1):
-        evidence = hypothesis.evidence_for
-        if matched:
-            evidence += "; logs mention " + ", ".join(f"'{m}'" for m in matched)
-        lines.append(
-            f"| {rank} | {cell(hypothesis.cause)} | {confidence}% | {cell(evidence)} "
-            f"| {cell(hypothesis.check)} |"
-        )
-    if partial:
-        lines += [
-            "",
-            "**Investigation incomplete:** the agent stopped before remediation was worked out.",
-        ]
-        return "\n".join(lines) + "\n"
-    lines += ["", "## 5. Remediation", ""]
-    lines += [f"{n}. {step}" for n, step in enumerate(playbook.remediation, start=1)]
-    lines += [
-        "",
-        fence("\n".join(command.format(**fields) for command in playbook.commands), "bash"),
-        "",
-        "## 6. Proof of work",
-        "",
-        "- Read `incident.json` and the event's context from the workspace.",
-        f"- Used the `{playbook_name}` playbook for `{fault_type}`"
-        + (" (no specific playbook: generic checks)" if playbook is GENERIC else "")
-        + f" and scored {len(playbook.hypotheses)} hypotheses against {len(logs)} log sample(s).",
-        "- This report comes from the stub agent (`incidents.stub_agent`): it has no cluster "
-        "access, so the commands above are recommendations, not steps it ran.",
-        "",
-        "## 7. Supporting evidence",
-        "",
-        "The event's context as received:",
-        "",
-        fence(json.dumps(incident.get("context"), indent=2, ensure_ascii=False)[:4000], "json"),
-        "",
-    ]
-    return "\n".join(lines)
 
 
 # USD per million tokens: (input, output, cache read), the vendors' list prices.

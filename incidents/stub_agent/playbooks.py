@@ -422,3 +422,48 @@ GENERIC = Playbook(
     ),
     commands=("kubectl -n {namespace} describe {kind} {name}",),
 )
+
+# playbook name -> (when to escalate, the assumption that would hurt most if wrong).
+RISKS: dict[str, tuple[str, str]] = {
+    "CrashLoop": (
+        "other pods of the same owner start crash-looping, or the rollback does not restore "
+        "Ready within 5 minutes",
+        "that the log sample is from the failing container instance, not a healthy restart",
+    ),
+    "PodCrash": (
+        "the same container crashes on more than one node within 15 minutes",
+        "that the crash is in the application, not in the node or the container runtime",
+    ),
+    "OOMKilled": (
+        "the kill repeats after the limit is raised, or other pods on the node are OOM-killed",
+        "that the container's own usage hit its limit, not node-level memory pressure",
+    ),
+    "NodeUnhealthy": (
+        "a second node in the same pool or zone goes NotReady",
+        "that the node, not the control plane or the network between them, is at fault",
+    ),
+    "DeploymentFailure": (
+        "the old ReplicaSet loses pods too, or the rollout is undone and still stalls",
+        "that the previous revision is still healthy enough to roll back to",
+    ),
+    "JobFailure": (
+        "a downstream consumer reports missing data, or the next scheduled run fails too",
+        "that a rerun is idempotent and will not duplicate the work already done",
+    ),
+    "ImagePullBackOff": (
+        "pulls fail for other images from the same registry",
+        "that the tag exists and only this pod cannot pull it",
+    ),
+    "FailedScheduling": (
+        "pods of other workloads go Pending too, or the autoscaler is at its node limit",
+        "that capacity, not a selector or taint change, keeps the pod off every node",
+    ),
+    "ProbeFailure": (
+        "more than half of the Service's endpoints go NotReady",
+        "that the probe measures the application and not one of its dependencies",
+    ),
+    "generic": (
+        "the fault repeats or spreads to other resources in the namespace",
+        "that the fault type describes the failure well enough to pick a playbook",
+    ),
+}

@@ -13,7 +13,14 @@ from datetime import date, datetime, timedelta
 from django import template
 from django.utils import timezone
 
-from incidents.choices import SEVERITY_COLOURS, STATUS_COLOURS, Severity, Status
+from incidents.choices import (
+    ONCALL_COLOURS,
+    SEVERITY_COLOURS,
+    STATUS_COLOURS,
+    OnCallState,
+    Severity,
+    Status,
+)
 from incidents.context import NotJSON, load_context, printable
 from incidents.models import Incident
 from incidents.selectors import Summary
@@ -29,6 +36,13 @@ def status_badge(value: str) -> dict:
     """A status badge: its colour from STATUS_COLOURS and its label (colour is never alone)."""
     label = Status(value).label if value in Status.values else value
     return {"kind": "status", "value": value, "label": label, "colour": STATUS_COLOURS.get(value)}
+
+
+@register.inclusion_tag("incidents/partials/_badge.html")
+def oncall_badge(value: str) -> dict:
+    """The on-call state (is someone on it, is it over): Open, Acknowledged, Closed."""
+    label = OnCallState(value).label if value in OnCallState.values else value
+    return {"kind": "oncall", "value": value, "label": label, "colour": ONCALL_COLOURS.get(value)}
 
 
 @register.inclusion_tag("incidents/partials/_badge.html")
@@ -54,7 +68,8 @@ _PAGE_PARAMETERS = ("after", "before", "last")
 def narrowed(context, parameter: str, value: str | None = None) -> str:
     """The current list's query with `parameter` set to `value` alone (removed when None),
     every other filter kept, back on the first page."""
-    query = context["request"].GET.copy()
+    # The list's effective query: the default view's on-call filter included.
+    query = context.get("list_query", context["request"].GET).copy()
     for name in _PAGE_PARAMETERS:
         query.pop(name, None)
     if value is None:

@@ -94,7 +94,7 @@ def test_three_clicks_answer_which_critical_incidents_in_a_cluster_failed_and_wh
     summary = page.locator("section.summary")
     summary.get_by_role("link", name=re.compile(r"^prod-us-east-1 \d+$")).click()
     summary.get_by_role("link", name=re.compile(r"^Critical \d+$")).click()
-    summary.get_by_role("link", name=re.compile(r"^Failed \d+$")).click()
+    summary.get_by_role("link", name=re.compile(r"^Triage failed \d+$")).click()
     page.wait_for_url(re.compile(r"status=failed"))
     expected = [
         incident

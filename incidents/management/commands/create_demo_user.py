@@ -9,13 +9,15 @@ from django.contrib.auth.models import Permission
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
+from incidents.roles import responder_group
+
 
 class Command(BaseCommand):
     help = (
         "Create (or update) the staff user 'demo' with a newly generated password, printed once. "
         "Re-running gives the user a new password; the old one stops working. The user may view "
-        "and change incidents in the admin, and add teammates (Users: add one, put them in the "
-        "viewer group); not make anyone staff or superuser."
+        "and change incidents in the admin, act on them as a responder, and add teammates (Users: "
+        "add one, put them in the viewer or responder group); not make anyone staff or superuser."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -44,6 +46,7 @@ class Command(BaseCommand):
                     codename__in=("view_user", "add_user", "change_user", "view_group"),
                 ),
             )
+            user.groups.add(responder_group())  # acknowledge, assign, close, silence
         action = "Created" if created else "Updated"
         self.stdout.write(f"{action} staff user {username!r}. Sign in with:")
         self.stdout.write(f"  username: {username}")

@@ -255,7 +255,8 @@ class _Progress:
         self.out.write(
             f"\r\x1b[K{counts.received:,} records  {rate:,.0f}/s  "
             f"created {counts.created:,}  duplicate {counts.duplicate:,}  "
-            f"coalesced {counts.coalesced:,}  rejected {counts.rejected:,}  "
+            f"coalesced {counts.coalesced:,}  silenced {counts.silenced:,}  "
+            f"rejected {counts.rejected:,}  "
             f"ignored {counts.ignored:,}",
             ending="",
             style_func=_plain,
