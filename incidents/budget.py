@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from enum import Enum
 
 from django.conf import settings
 from django.db.models import Sum
@@ -25,7 +26,13 @@ from incidents.models import AgentExecution
 
 logger = logging.getLogger("incidents.budget")
 
-_UNSET = object()
+
+class _Setting(Enum):
+    SETTING = "TRIAGE_DAILY_BUDGET_USD"
+
+
+# budget_state's default limit: the setting.
+SETTING = _Setting.SETTING
 
 
 @dataclass(frozen=True)
@@ -72,14 +79,18 @@ def spend_on(now: datetime, *, using: str = "default") -> Decimal:
 
 
 def budget_state(
-    *, now: datetime | None = None, limit: object = _UNSET, using: str = "default"
+    *,
+    now: datetime | None = None,
+    limit: Decimal | None | _Setting = SETTING,
+    using: str = "default",
 ) -> BudgetState:
     """Today's spend and the budget (settings.TRIAGE_DAILY_BUDGET_USD unless `limit` is given)."""
     now = now or timezone.now()
-    if limit is _UNSET:
-        limit = settings.TRIAGE_DAILY_BUDGET_USD
+    budget: Decimal | None = (
+        settings.TRIAGE_DAILY_BUDGET_USD if isinstance(limit, _Setting) else limit
+    )
     return BudgetState(
-        day=now.astimezone(UTC).date(), spent=spend_on(now, using=using), limit=limit
+        day=now.astimezone(UTC).date(), spent=spend_on(now, using=using), limit=budget
     )
 
 

@@ -7,6 +7,8 @@ appears beside the earlier ones.
 
 from __future__ import annotations
 
+from typing import cast
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.mixins import UserPassesTestMixin
@@ -37,7 +39,7 @@ class RerunForm(forms.Form):
         super().__init__(*args, **kwargs)
         choices = [("", "default agent")]
         choices += [(name, name) for name in sorted(agent_profiles())]
-        self.fields["profile"].choices = choices
+        cast(forms.ChoiceField, self.fields["profile"]).choices = choices
 
 
 class IncidentRerunView(UserPassesTestMixin, View):
@@ -53,7 +55,7 @@ class IncidentRerunView(UserPassesTestMixin, View):
         url = reverse("incidents:detail", args=[incident.pk]) + "#executions-title"
         form = RerunForm(request.POST)
         if not form.is_valid():
-            errors = "; ".join(" ".join(errs) for errs in form.errors.values())
+            errors = "; ".join(str(error) for errs in form.errors.values() for error in errs)
             messages.error(request, f"Re-run not queued: {errors}")
             return HttpResponseRedirect(url, status=303)
         profile = form.cleaned_data["profile"]

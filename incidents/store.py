@@ -730,7 +730,9 @@ class DjangoStateStore(OnCallMixin):
                     .filter(pk=pk, status=Status.INVESTIGATING, started_at__lt=started_before)
                     .first()
                 )
-                if incident is None:  # finished meanwhile, or another worker is recovering it
+                # None: finished meanwhile, or another worker is recovering it (the filter
+                # excludes a missing started_at, which the type checker cannot see).
+                if incident is None or incident.started_at is None:
                     continue
                 executions = AgentExecution.objects.using(self.using).filter(incident_id=pk)
                 losses = executions.filter(error_message__startswith=WORKER_LOST).count() + 1

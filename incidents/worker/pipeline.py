@@ -265,6 +265,8 @@ def triage_incident(
     unusable: the incident goes back to the queue, the worker stops claiming); every other agent
     or workspace failure ends as a recorded verdict.
     """
+    if incident.started_at is None:  # a programming error: the claim sets it
+        raise ValueError(f"incident {incident.incident_id} is not claimed (no started_at)")
     started = time.monotonic()
     execution = AgentExecution(
         incident_id=incident.incident_id,

@@ -20,6 +20,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 from incidents.worker.isolation import is_private_file
@@ -65,7 +66,7 @@ class ResultInvalid(ValueError):
 def _open_result(workspace: Workspace) -> int:
     folder = open_folder(workspace.path)
     try:
-        output = open_folder(workspace.output_dir.name, parent_fd=folder)
+        output = open_folder(Path(workspace.output_dir.name), parent_fd=folder)
     finally:
         os.close(folder)
     try:

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import connections
 
+from incidents.management.base import TriageCommand
 from incidents.profiles import agent_profiles
 from incidents.worker import Mode, Worker, WorkerConfig
 from incidents.worker.isolation import AgentIdentity, agent_identity, can_reach, harden_worker
@@ -35,7 +36,7 @@ def positive_int(text: str) -> int:
     return value
 
 
-class Command(BaseCommand):
+class Command(TriageCommand):
     help = (
         "Triage pending incidents, oldest first: run the agent for each in its own workspace and "
         "record the execution, the report and the outcome. Runs until SIGTERM/SIGINT unless "

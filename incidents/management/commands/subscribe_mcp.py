@@ -10,8 +10,10 @@ import argparse
 import logging
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.conf import settings
+from django.core.management.base import CommandError, CommandParser
 
+from incidents.management.base import TriageCommand, UsageError
 from incidents.management.commands.ingest_events import cluster_name
 from incidents.mcp_client import (
     DEPRECATED_MODES,
@@ -55,7 +57,7 @@ def read_header_file(path: Path) -> dict[str, str]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as error:
-        raise CommandError(f"--header-file {path}: {error.strerror}") from None
+        raise UsageError(f"--header-file {path}: {error.strerror}") from None
     headers = {}
     for number, line in enumerate(lines, start=1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -64,14 +66,14 @@ def read_header_file(path: Path) -> dict[str, str]:
             name, value = parse_header(line)
         except ValueError:
             # The line itself may hold a secret: name the line, not its content.
-            raise CommandError(
+            raise UsageError(
                 f"--header-file {path}, line {number}: not in the form 'Name: value'"
             ) from None
         headers[name] = value
     return headers
 
 
-class Command(BaseCommand):
+class Command(TriageCommand):
     help = (
         "Subscribe to fault notifications from one kubernetes-mcp-server (MCP over streamable "
         "HTTP) and store them as ingest_events would, reconnecting and resubscribing whenever "
@@ -131,10 +133,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--batch-size",
             type=positive_int,
-            default=1000,
+            default=settings.TRIAGE_INGEST_BATCH_SIZE,
             metavar="N",
-            help="Most notifications written per transaction (1000); a batch is written at the "
-            "latest half a second after its first notification arrived.",
+            help="Most notifications written per transaction (TRIAGE_INGEST_BATCH_SIZE, 1000); "
+            "a batch is written at the latest half a second after its first notification arrived.",
         )
         parser.add_argument(
             "--status-interval",
@@ -184,10 +186,10 @@ class Command(BaseCommand):
                 DEPRECATED_MODES[mode],
             )
         if not options["url"].startswith(("http://", "https://")):
-            raise CommandError(f"--url {options['url']!r}: expected an http:// or https:// URL")
+            raise UsageError(f"--url {options['url']!r}: expected an http:// or https:// URL")
         rejects = options["rejects"]
         if rejects is not None and not rejects.parent.is_dir():
-            raise CommandError(f"--rejects: directory {rejects.parent} does not exist")
+            raise UsageError(f"--rejects: directory {rejects.parent} does not exist")
         headers = dict(options["header"])
         if options["header_file"] is not None:
             headers.update(read_header_file(options["header_file"]))
