@@ -54,7 +54,8 @@ demo: install ## Migrate, ingest the samples, triage them with the stub agent, s
 	$(DEV) create_demo_user
 	@echo "Dashboard: http://127.0.0.1:8000/  (Ctrl-C stops the server and the worker)"
 	TRIAGE_AGENT_COMMAND=stub TRIAGE_STUB_DELAY=15 $(DEV) run_triage --concurrency 1 --poll-interval 2 & worker=$$!; \
-	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT; \
+	$(DEV) deliver_notifications --concurrency 1 & deliverer=$$!; \
+	trap 'kill -TERM $$worker $$deliverer 2>/dev/null; wait $$worker $$deliverer' EXIT; \
 	$(DEV) runserver 127.0.0.1:8000
 
 bench-ingest: install ## Ingestion against COPY on PostgreSQL (DATABASE_URL=postgres://…; EVENTS=200000)

@@ -12,19 +12,17 @@ claim, not during a run, so a day's spend can exceed it by what the running agen
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import Enum
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
 from incidents.models import AgentExecution
-
-logger = logging.getLogger("incidents.budget")
 
 
 class _Setting(Enum):
@@ -94,12 +92,21 @@ def budget_state(
     )
 
 
-def notify_budget_reached(state: BudgetState) -> None:
-    """Tell people the agents are paused by the budget. A seam: the notifications package
-    (`agents_degraded` events) is not merged into this branch's main; until it is, a warning
-    in the log is all (the dashboard's banner shows it too)."""
-    logger.warning(
-        "agents degraded: %s",
-        state.reason(),
-        extra={"step": "budget reached", "spent_usd": str(state.spent), "day": str(state.day)},
-    )
+def notify_budget_reached(state: BudgetState, *, using: str = "default") -> int:
+    """One `agents_degraded` notification, reason "budget", per UTC day and budget, however
+    many workers see the budget reached (the outbox writes a dedup key once per channel).
+    Returns the rows offered (0 when no channel takes the event)."""
+    from incidents.notifications.kinds import EventKind
+    from incidents.notifications.outbox import enqueue
+
+    with transaction.atomic(using=using):
+        return enqueue(
+            EventKind.AGENTS_DEGRADED,
+            using=using,
+            dedup_key=f"{EventKind.AGENTS_DEGRADED}:budget:{state.day}:{state.limit}",
+            reason="budget",
+            spent_usd=f"{state.spent:.2f}",
+            budget_usd=f"{state.limit:.2f}",
+            day=state.day.isoformat(),
+            resumes_at=state.resumes_at,
+        )

@@ -548,3 +548,15 @@ class IncidentActivity(models.Model):
         if self.actor is None:
             return "(deleted user)"
         return self.actor.get_full_name() or self.actor.get_username()
+
+
+# Tables of the app whose code lives in a package of its own (imported last: they refer to the
+# models above). Django files them under this app by their module's package.
+# The API's tokens (incidents/api/models.py).
+from incidents.api.models import ApiToken  # noqa: E402, F401
+from incidents.notifications.models import (  # noqa: E402, F401
+    AgentHealth,
+    Notification,
+    NotificationBatch,
+    NotificationChannel,
+)

@@ -190,3 +190,26 @@ def test_the_spend_query_reads_the_spend_index():
     text = json.dumps(plan)
     assert "agent_executions_spend_idx" in text, text
     assert '"Seq Scan"' not in text, text
+
+
+# -- the notification ---------------------------------------------------------------------------
+def test_a_budget_pause_notifies_agents_degraded_once_per_day(monkeypatch):
+    from incidents.models import Notification
+    from incidents.notifications.channels import create_channel
+    from incidents.notifications.messages import _system_blocks, webhook_body
+
+    create_channel(name="all", kind="webhook", url="https://hooks.example.com/x", secret="s")
+    spent("10", NOON)
+    make_incident()
+    with reachable_folder() as folder:
+        for _ in range(2):  # two workers (or runs) see the same pause
+            assert worker(folder, Clock(NOON), "10").run().triaged == 0
+        worker(folder, Clock(NOON + timedelta(hours=1)), "10").run()
+    (row,) = Notification.objects.filter(event="agents_degraded")
+    assert row.incident_id is None
+    assert row.detail["reason"] == "budget"
+    assert (row.detail["spent_usd"], row.detail["budget_usd"]) == ("10.00", "10.00")
+    assert row.detail["day"] == "2026-03-10"
+    assert row.detail["resumes_at"].startswith("2026-03-11T00:00:00")
+    text = json.dumps(_system_blocks(webhook_body(row, "https://triage.example.com")))
+    assert "daily budget reached" in text and "$10.00 of the $10.00" in text

@@ -103,6 +103,19 @@ TRIAGE_INGEST_BATCH_SIZE = env.int("TRIAGE_INGEST_BATCH_SIZE", default=1000)
 # /incidents.csv refuses (422, before any byte) a filter matching more rows than this: a file
 # that is whole, streamed in seconds, far inside any request timeout (see the README).
 TRIAGE_EXPORT_MAX_ROWS = env.int("TRIAGE_EXPORT_MAX_ROWS", default=100_000)
+# Absolute links in Slack messages and webhook bodies; deliver_notifications refuses to start
+# without it when channels exist and DEBUG is off.
+TRIAGE_BASE_URL = env.str("TRIAGE_BASE_URL", default="").strip().rstrip("/")
+# Consecutive failed triage runs before one agents_degraded notification (and the banner).
+TRIAGE_DEGRADED_AFTER = env.int("TRIAGE_DEGRADED_AFTER", default=3)
+# Requests per API token (a DRF rate: "600/minute", "20/second").
+TRIAGE_API_RATE = env.str("TRIAGE_API_RATE", default="600/minute")
+# /metrics answers only this bearer token; unset, it is a 404.
+TRIAGE_METRICS_TOKEN = env.str("TRIAGE_METRICS_TOKEN", default="")
+# The `revision` label of triage_build_info.
+TRIAGE_BUILD_REVISION = env.str("TRIAGE_BUILD_REVISION", default="unknown")
+# purge_history's default --older-than (days) for scheduled runs; unset: the option is required.
+TRIAGE_RETENTION_DAYS = env.int("TRIAGE_RETENTION_DAYS", default=0) or None
 # ---------------------------------------------------------------------------------------------
 
 
@@ -156,6 +169,9 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_filters",
     "axes",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # the docs page's Swagger UI files, served locally
     "incidents",
 ]
 
@@ -370,14 +386,55 @@ LOGGING = {
         },
     },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    # The HTTP client logs every request's full URL at INFO; a Slack webhook URL is a secret.
+    "loggers": {name: {"level": "WARNING"} for name in ("httpx2", "httpcore")},
 }
 
 # --- The triage pipeline -------------------------------------------------------------------
 # Upstream kubernetes-mcp-server speaks log levels; we speak severities.
 TRIAGE_SEVERITY_MAP = {"info": "low", "warning": "medium", "error": "high"}
 
+# --- Notifications (incidents.notifications) ------------------------------------------------
+# (TRIAGE_BASE_URL and TRIAGE_DEGRADED_AFTER are read in the block at the top.)
+if TRIAGE_BASE_URL and not TRIAGE_BASE_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured(
+        f"TRIAGE_BASE_URL must start with https:// or http://, not {TRIAGE_BASE_URL!r}"
+    )
+if not TRIAGE_BASE_URL and DEBUG:
+    TRIAGE_BASE_URL = "http://127.0.0.1:8000"  # development links to runserver
+if TRIAGE_DEGRADED_AFTER < 1:
+    raise ImproperlyConfigured(
+        f"TRIAGE_DEGRADED_AFTER must be at least 1, not {TRIAGE_DEGRADED_AFTER}"
+    )
+
 # --- Indexes (scale) ------------------------------------------------------------------------
 # The dashboard's created_at-ordered indexes INCLUDE the summary's columns so PostgreSQL answers
 # the summary from the index alone. SQLite has no INCLUDE and builds them as plain indexes, which
 # is all it needs at its sizes; its warning about that (models.W040) would print on every command.
 SILENCED_SYSTEM_CHECKS = ["models.W040"]
+
+# --- The API (/api/v1/), its schema, metrics, retention ------------------------------------
+REST_FRAMEWORK = {
+    # Tokens only: a browser session never reaches the API (no CSRF to get wrong); the docs
+    # page and the schema take the session (incidents/api/urls.py).
+    "DEFAULT_AUTHENTICATION_CLASSES": ["incidents.api.authentication.BearerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": ["incidents.api.throttling.TokenRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"api_token": TRIAGE_API_RATE},
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Incident triage API",
+    "DESCRIPTION": "Incidents, reports and fault ingestion. `Authorization: Bearer <token>`; "
+    "tokens come from `manage.py create_api_token`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+}

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0006_oncall"),
+        ("incidents", "0008_api_tokens"),
     ]
 
     operations = [

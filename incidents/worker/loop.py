@@ -272,16 +272,20 @@ class Worker:
             if self._budget_paused != (state.day, state.limit):
                 self._budget_paused = (state.day, state.limit)
                 self.summary.paused = state.reason()
-                self._announce_pause(state)
+                self._announce_pause(state, store)
         return False
 
-    def _announce_pause(self, state: BudgetState) -> None:
+    def _announce_pause(self, state: BudgetState, store: DjangoStateStore) -> None:
         logger.warning(
             "worker stops claiming: %s",
             state.reason(),
             extra={"step": "budget reached", "spent_usd": str(state.spent)},
         )
-        notify_budget_reached(state)
+        try:
+            notify_budget_reached(state, using=store.using)
+        except DatabaseError:
+            # The pause holds either way; the next day's (or budget's) pause notifies again.
+            logger.exception("budget notification not written", extra={"step": "budget notify"})
 
     def _stop_early(self, kind: str, reason: str) -> None:
         logger.error(

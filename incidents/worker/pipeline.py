@@ -53,6 +53,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from incidents import metrics
 from incidents.choices import Status
 from incidents.models import AgentExecution, Incident, TriageReport
 from incidents.rendering import render_markdown
@@ -328,6 +329,7 @@ def triage_incident(
         identity=config.identity,
     )
     verdict = judge(result, workspace, timeout=config.timeout)
+    metrics.observe_agent_run(verdict.status, result.duration_s)
     execution.started_at = result.started_at
     execution.completed_at = result.completed_at
     execution.exit_code = verdict.exit_code

@@ -12,6 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError, CommandParser
 from django.db import connections
 
+from incidents import metrics
 from incidents.management.base import TriageCommand
 from incidents.profiles import agent_profiles
 from incidents.worker import Mode, Worker, WorkerConfig
@@ -104,6 +105,12 @@ class Command(TriageCommand):
             default=settings.TRIAGE_WORKSPACE_ROOT,
             help="Where each incident gets a folder (default TRIAGE_WORKSPACE_ROOT).",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=metrics.listen_address,
+            metavar="[ADDRESS:]PORT",
+            help="Serve Prometheus metrics (agent run durations) here (address: 127.0.0.1).",
+        )
 
     def handle(self, *args, **options) -> None:
         config = self._config(options)
@@ -116,6 +123,8 @@ class Command(TriageCommand):
         # Before any agent runs: no agent may read this process's environment or ptrace it, and
         # whatever an agent leaves running is handed to this process to be killed.
         harden_worker()
+        if options["metrics_port"]:
+            metrics.serve_metrics(options["metrics_port"])
         worker = Worker(config, mode=mode)
         summary = self._run_with_signals(worker)
         self.stdout.write(summary.line())

@@ -13,6 +13,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 
+from incidents import metrics
 from incidents.management.base import TriageCommand, UsageError
 from incidents.management.commands.ingest_events import cluster_name
 from incidents.mcp_client import (
@@ -165,6 +166,12 @@ class Command(TriageCommand):
             metavar="SECONDS",
             help="test hook: stop (flush, unsubscribe, exit 0) after SECONDS",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=metrics.listen_address,
+            metavar="[ADDRESS:]PORT",
+            help="Serve Prometheus metrics (ingestion outcomes) here (address: 127.0.0.1).",
+        )
 
     def handle(self, *args, **options) -> None:
         if options["verbosity"] < 3:
@@ -206,7 +213,14 @@ class Command(TriageCommand):
             exit_after=options["exit_after"],
         )
         try:
-            counts = Subscriber(config).run()
+            subscriber = Subscriber(config)
+            if options["metrics_port"]:
+                # The subscriber's own live counts, read at each scrape: no hook inside it.
+                metrics.serve_metrics(
+                    options["metrics_port"],
+                    metrics.IngestCountsCollector("mcp", lambda: subscriber.counts),
+                )
+            counts = subscriber.run()
         except SubscriptionRefused as error:
             # Logged at ERROR by the subscriber already; the exit status says it too.
             raise CommandError(f"subscription refused: {error}") from error
