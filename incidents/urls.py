@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from incidents import oncall_views, views
+from incidents import oncall_views, rerun_views, views
 
 app_name = "incidents"
 
@@ -11,6 +11,11 @@ urlpatterns = [
     # The filtered list as CSV: the same query string as the list.
     path("incidents.csv", views.IncidentExportView.as_view(), name="export"),
     path("incidents/<uuid:incident_id>/", views.IncidentDetailView.as_view(), name="detail"),
+    path(
+        "incidents/<uuid:incident_id>/rerun/",
+        rerun_views.IncidentRerunView.as_view(),
+        name="rerun",
+    ),
     # On-call actions (POST): on the selected rows of the list, and on one incident.
     path("incidents/actions/", oncall_views.BulkActionView.as_view(), name="bulk-action"),
     path(

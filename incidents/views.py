@@ -26,6 +26,7 @@ from django.views.generic import DetailView, TemplateView
 from django.views.generic.detail import SingleObjectMixin
 
 from incidents import failures, live, oncall_views, selectors
+from incidents.budget import budget_state
 from incidents.choices import Resolution, Status
 from incidents.context import printable
 from incidents.filters import IncidentFilterSet
@@ -33,6 +34,7 @@ from incidents.forms import ListControlsForm
 from incidents.models import AgentExecution, Incident, TriageReport
 from incidents.rendering import render_cached
 from incidents.report_summary import summarize_report
+from incidents.rerun_views import RerunForm, can_rerun
 from incidents.roles import RESPOND, VIEW_INCIDENTS, VIEW_REPORTS
 from triage_site.replicas import replica_health
 
@@ -151,6 +153,7 @@ class IncidentListView(PermissionRequiredMixin, TemplateView):
             whole_history=oncall_views.whole_history_query(),
             resolutions=Resolution.choices,
             can_respond=request.user.has_perm(RESPOND),
+            budget=budget_state(),  # today's spend, and whether the budget paused the agents
         )
         response = self.render_to_response(context, status=200 if listing is not None else 400)
         return live.forget_auto_reload(response)
@@ -333,6 +336,7 @@ class IncidentDetailView(PermissionRequiredMixin, DetailView):
             recurrences=selectors.recurrences(incident),
             timeline=list(incident.activity.all()),
             **oncall_views.detail_context(self.request, incident),
+            rerun_form=RerunForm() if can_rerun(self.request.user) else None,
         )
         return context
 
