@@ -122,9 +122,8 @@ def _action_view(
         request=body,
         responses={200: serializers.IncidentDetailSerializer, **_ERRORS},
     )(post)
-    view = type(f"{name.title()}View", (IncidentActionView,), {"body": body, "post": post})
-    view.store_call = staticmethod(action)  # type: ignore[assignment]
-    return view
+    members = {"body": body, "post": post, "store_call": staticmethod(action)}
+    return type(f"{name.title()}View", (IncidentActionView,), members)
 
 
 AcknowledgeView = _action_view(
