@@ -144,3 +144,19 @@ def test_purge_deletes_the_timeline_of_purged_incidents(store, django_user_model
     assert batch.incident_ids == [gone.pk]
     assert not IncidentActivity.objects.filter(incident_id=gone.pk).exists()
     assert IncidentActivity.objects.filter(incident_id=kept.pk).count() == 2
+
+
+def test_purge_deletes_the_notifications_of_purged_incidents(store):
+    from incidents.models import Notification
+    from incidents.notifications.channels import create_channel
+
+    hook = create_channel(
+        name="hook", kind="webhook", url="https://hooks.example.com/x", secret="s3cr3t"
+    )
+    gone, kept = make_old(), make_old(age=2)
+    for incident in (gone, kept):
+        Notification.objects.create(
+            channel=hook, event="incident_opened", incident=incident, dedup_key=str(incident.pk)
+        )
+    assert store.purge_incidents(older_than=days_ago(30), limit=10).incident_ids == [gone.pk]
+    assert list(Notification.objects.values_list("incident_id", flat=True)) == [kept.pk]
