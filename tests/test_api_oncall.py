@@ -195,3 +195,20 @@ def test_silence_errors_name_the_field(post):
     response = post("/api/v1/silences/", {"comment": "x", "cluster": "a"})
     assert response.status_code == 400 and "ends_at" in response.json()["errors"]
     assert not Silence.objects.exists()
+
+
+def test_detail_queries_do_not_grow_with_the_timeline(client, token, alice, store):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    incident = make_incident()
+    path = f"/api/v1/incidents/{incident.pk}/"
+    client.get(path, **bearer(token))  # the token's first use is written once
+    store.add_incident_note(incident.pk, text="first", by=alice)
+    with CaptureQueriesContext(connection) as few:
+        client.get(path, **bearer(token))
+    for number in range(30):
+        store.add_incident_note(incident.pk, text=f"note {number}", by=alice)
+    with CaptureQueriesContext(connection) as many:
+        client.get(path, **bearer(token))
+    assert len(many.captured_queries) == len(few.captured_queries)
