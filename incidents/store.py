@@ -23,6 +23,7 @@ from incidents.choices import (
     TERMINAL_STATUSES,
     ActivityKind,
     ActorKind,
+    OnCallState,
     Status,
     can_transition,
 )
@@ -45,6 +46,7 @@ from incidents.models import (
     TriageReport,
 )
 from incidents.notifications import outbox as notifications
+from incidents.notifications.models import Notification
 from incidents.oncall import OnCallMixin
 from incidents.rendering import render_markdown
 from incidents.store_batch import NewIncident, Outcome, write_batch
@@ -878,6 +880,10 @@ class DjangoStateStore(OnCallMixin):
             executions = AgentExecution.objects.filter(incident_id__in=incident_ids)._raw_delete(
                 self.using
             )
+            # The timeline and the outbox are CASCADE in Django only (not in the database), so
+            # a raw delete of their incidents would break the foreign key: they go first.
+            IncidentActivity.objects.filter(incident_id__in=incident_ids)._raw_delete(self.using)
+            Notification.objects.filter(incident_id__in=incident_ids)._raw_delete(self.using)
             incidents = Incident.objects.filter(incident_id__in=incident_ids)._raw_delete(
                 self.using
             )
@@ -909,11 +915,12 @@ def purgeable_incidents(older_than: datetime, *, using: str | None = None) -> Qu
     """Incidents that retention may delete: finished (a terminal triage status), created and
     completed before `older_than`. Served by incidents_status_created_idx, one status at a time.
 
-    The seam for the on-call state: once incidents can be acknowledged and closed, add its
-    condition here (a finished incident that is still open on call must be kept too).
+    Only incidents closed on call: a finished incident that nobody has closed yet (open or
+    acknowledged) is still someone's work and is kept, however old.
     """
     return Incident.objects.using(using).filter(
         status__in=sorted(TERMINAL_STATUSES),
+        oncall_state=OnCallState.CLOSED,
         created_at__lt=older_than,
         completed_at__lt=older_than,
     )
