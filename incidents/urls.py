@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from incidents import oncall_views, views
+from incidents import oncall_views, saved_views, views
 
 app_name = "incidents"
 
@@ -23,6 +23,13 @@ urlpatterns = [
         "silences/<int:silence_id>/expire/",
         oncall_views.ExpireSilenceView.as_view(),
         name="silence-expire",
+    ),
+    # Saved list views (POST): save the current list under a name, delete one.
+    path("views/", saved_views.SavedViewCreateView.as_view(), name="saved-view-create"),
+    path(
+        "views/<int:view_id>/delete/",
+        saved_views.SavedViewDeleteView.as_view(),
+        name="saved-view-delete",
     ),
     path("reports/<uuid:report_id>/", views.ReportDetailView.as_view(), name="report"),
     path("reports/<uuid:report_id>/raw/", views.ReportRawView.as_view(), name="report-raw"),
