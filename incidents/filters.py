@@ -226,6 +226,16 @@ class TimeBoundFilter(django_filters.Filter):
     field_class = TimeBoundField
 
 
+def _implied_basis(data: dict) -> str:
+    """The time basis when `time` is not given: received time when only created_* bounds are
+    given (a link from before fault time existed means what it meant), else fault time."""
+    if data.get("range") in QUICK_RANGES:
+        return DEFAULT_TIME_BASIS
+    created = data.get("created_after") or data.get("created_before")
+    occurred = data.get("occurred_after") or data.get("occurred_before")
+    return "received" if created and not occurred else DEFAULT_TIME_BASIS
+
+
 # Parameters of the filter form that narrow nothing by themselves.
 NOT_FILTERS = ("time",)
 
@@ -244,7 +254,9 @@ class TimeRangeForm(forms.Form):
                     f"{label.lower()} from ({start:%Y-%m-%d %H:%M} UTC).",
                 )
         quick = data.get("range")
-        prefix = "occurred" if (data.get("time") or DEFAULT_TIME_BASIS) == "occurred" else "created"
+        prefix = (
+            "occurred" if (data.get("time") or _implied_basis(data)) == "occurred" else "created"
+        )
         if quick in QUICK_RANGES and data.get(f"{prefix}_after") is not None:
             self.add_error(
                 "range",
@@ -421,7 +433,8 @@ class IncidentFilterSet(django_filters.FilterSet):
         """The last 15 minutes ... 30 days before now, of fault time or received time."""
         if value not in QUICK_RANGES:
             return queryset  # "custom": the date fields say it
-        column = TIME_BASES[self.form.cleaned_data.get("time") or DEFAULT_TIME_BASIS][0]
+        data = self.form.cleaned_data
+        column = TIME_BASES[data.get("time") or _implied_basis(data)][0]
         start = timezone.now() - QUICK_RANGES[value][1]
         return queryset.filter(**{f"{column}__gte": start})
 
@@ -431,7 +444,7 @@ class IncidentFilterSet(django_filters.FilterSet):
     def time_range(self, *, now: datetime | None = None) -> TimeRange:
         """The time range the list shows, on the chosen basis (call on a valid form)."""
         data = self.form.cleaned_data
-        basis = data.get("time") or DEFAULT_TIME_BASIS
+        basis = data.get("time") or _implied_basis(data)
         prefix = "occurred" if basis == "occurred" else "created"
         start, end = data.get(f"{prefix}_after"), data.get(f"{prefix}_before")
         quick = data.get("range") if data.get("range") in QUICK_RANGES else None

@@ -376,7 +376,7 @@ class Position:
             return f"{self.first:,}–{last:,} of {self.total}, {self.sort_label}"
         if self.is_last:
             return f"the last {self.shown:,} of {self.total}, {self.sort_label}"
-        return f"{self.shown:,} past the first {self.total.value:,}, {self.sort_label}"
+        return f"{self.shown:,} rows after the first {self.total.value:,}, {self.sort_label}"
 
 
 def page_position(
