@@ -36,7 +36,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from incidents.choices import NEEDS_A_HUMAN, OnCallState, Severity, Status
 from incidents.models import Incident
-from incidents.search import SearchText, search_terms, term_condition
+from incidents.search import SearchText, known_values, search_terms, term_condition
 from incidents.selectors import FilterChoices, filter_choices
 
 MAX_VALUES = 50  # per repeated parameter: more is a mistake or an attack, not a filter
@@ -412,6 +412,7 @@ class IncidentFilterSet(django_filters.FilterSet):
     def __init__(self, *args, choices: FilterChoices | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         choices = choices or filter_choices()
+        self.choices = choices
         data = self.data or {}
         for name, values in (
             ("cluster", choices.clusters),
@@ -460,8 +461,16 @@ class IncidentFilterSet(django_filters.FilterSet):
         if not terms:
             return queryset
         queryset = queryset.alias(search_text=SearchText())
+        known = known_values(
+            {
+                "cluster": self.choices.clusters,
+                "resource_namespace": self.choices.namespaces,
+                "resource_kind": self.choices.kinds,
+                "fault_type": self.choices.fault_types,
+            }
+        )
         for term in terms:
-            queryset = queryset.filter(term_condition(term))
+            queryset = queryset.filter(term_condition(term, known))
         return queryset
 
     @classmethod

@@ -6,6 +6,11 @@ trigram GIN index on exactly that expression (migration `0010_dashboard_search`)
 `LIKE '%TERM%'` for terms of three characters or more; SQLite has no such index and scans the
 table (fine at the sizes SQLite is meant for).
 
+A term that is, in any case, the whole name of a known cluster, namespace, kind or fault type
+(the filter choices) means that value: an equality served by its `(column, created_at)` index.
+As a substring such a common word matches a large part of the table, which no trigram index
+makes fast, and the user means the value anyway.
+
 Terms are words or "quoted phrases"; several terms narrow (AND). A term may also be an incident
 id: a full UUID, or the 8-character short form the admin prints (a range on the primary key).
 A term shorter than a trigram matches a whole fault id only: no index serves `LIKE '%ab%'`.
@@ -80,8 +85,33 @@ def _incident_id_condition(term: str) -> Q | None:
         return None
 
 
-def term_condition(term: str) -> Q:
+def known_values(choices: dict[str, list[str]]) -> dict[str, Q]:
+    """For each known cluster, namespace, kind and fault type (upper-cased), the equality that
+    finds it: {column: values} from the filter choices, which are cached."""
+    found: dict[str, dict[str, list[str]]] = {}
+    for column, values in choices.items():
+        for value in values:
+            found.setdefault(value.upper(), {}).setdefault(column, []).append(value)
+    return {
+        key: _any_of([Q(**{f"{column}__in": values}) for column, values in columns.items()])
+        for key, columns in found.items()
+    }
+
+
+def _any_of(conditions: list[Q]) -> Q:
+    result = Q()
+    for condition in conditions:
+        result |= condition
+    return result
+
+
+def term_condition(term: str, known: dict[str, Q] | None = None) -> Q:
     """The incidents one term finds (see the module's docstring)."""
+    if known and term.upper() in known:
+        # A word that names a cluster, namespace, kind or fault type means that value: an
+        # equality on its (column, created_at) index. As a substring it would match a twentieth
+        # of the table through the trigram index (1.4 s for a cluster at 1 M incidents).
+        return known[term.upper()]
     if len(term) >= MIN_SUBSTRING_SEARCH:
         condition = Q(search_text__contains=term.upper())
     else:

@@ -111,3 +111,29 @@ def test_a_term_shorter_than_three_characters_matches_a_whole_fault_id(target):
 def test_like_wildcards_are_literal(target):
     assert found("q=core%25dns") == set()
     assert found("q=core_ns") == set()
+
+
+def test_a_word_naming_a_known_value_means_that_value():
+    choices = FilterChoices(
+        clusters=["prod-eu-west-2"],
+        namespaces=["payments"],
+        kinds=["Pod"],
+        fault_types=["OOMKilled"],
+    )
+    in_payments = make_incident(
+        event=make_fault_event(resource_namespace="payments", resource_name="api-1")
+    )
+    # "payments" in a name elsewhere: a substring, but not the namespace the word names.
+    make_incident(event=make_fault_event(resource_namespace="shop", resource_name="payments-ui"))
+    oom = make_incident(event=make_fault_event(fault_type="OOMKilled", resource_namespace="x"))
+
+    def found_with_choices(query: str) -> set:
+        filterset = IncidentFilterSet(
+            QueryDict(query), queryset=Incident.objects.all(), choices=choices
+        )
+        assert filterset.is_valid(), filterset.errors
+        return set(filterset.qs.values_list("pk", flat=True))
+
+    assert found_with_choices("q=PAYMENTS") == {in_payments.pk}
+    assert found_with_choices("q=oomkilled") == {oom.pk}
+    assert found_with_choices("q=payments-ui") == found("q=payments-ui")  # not a known value
