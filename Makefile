@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 export DJANGO_SETTINGS_MODULE := triage_site.settings
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format demo serve bench-ingest bench-dashboard bench-load clean
+.PHONY: help install test lint typecheck format screenshots demo serve bench-ingest bench-dashboard bench-load clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -18,17 +18,26 @@ $(VENV)/.installed: requirements.txt
 
 install: $(VENV)/.installed ## Make .venv and install requirements.txt
 
-lint: install ## ruff check and ruff format --check
+lint: install ## ruff check and format --check, the import layering (lint-imports)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
+
+typecheck: install ## mypy with django-stubs over incidents/ (configured in pyproject.toml)
+	DJANGO_DEBUG=1 $(VENV)/bin/mypy
 
 format: install ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: install lint ## Lint, check migrations, run the whole suite (DATABASE_URL picks the database)
+test: install lint typecheck ## Lint, type-check, check migrations, run the suite (DATABASE_URL picks the database)
 	DJANGO_DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/pytest
+
+screenshots: install ## Run the browser tests and copy their screenshots (var/screenshots/) to docs/
+	rm -rf var/screenshots
+	$(VENV)/bin/pytest tests/browser -p no:cacheprovider
+	cp var/screenshots/*.png docs/
 
 DEV := DJANGO_DEBUG=1 $(PY) manage.py
 
@@ -45,7 +54,8 @@ demo: install ## Migrate, ingest the samples, triage them with the stub agent, s
 	$(DEV) create_demo_user
 	@echo "Dashboard: http://127.0.0.1:8000/  (Ctrl-C stops the server and the worker)"
 	TRIAGE_AGENT_COMMAND=stub TRIAGE_STUB_DELAY=15 $(DEV) run_triage --concurrency 1 --poll-interval 2 & worker=$$!; \
-	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT; \
+	$(DEV) deliver_notifications --concurrency 1 & deliverer=$$!; \
+	trap 'kill -TERM $$worker $$deliverer 2>/dev/null; wait $$worker $$deliverer' EXIT; \
 	$(DEV) runserver 127.0.0.1:8000
 
 bench-ingest: install ## Ingestion against COPY on PostgreSQL (DATABASE_URL=postgres://…; EVENTS=200000)

@@ -2,6 +2,7 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_triage \\
         .venv/bin/python bench/ingest.py [--events 200000] [--batch-size 1000] [--keep]
+        [--with-channel]
 
 1. Generates N realistic fault records (samples/generate.py: every upstream shape, log samples,
    each record a new fault) to bench/out/ingest-events-N-RUN.jsonl (removed afterwards).
@@ -175,11 +176,19 @@ def time_copy(faults_path: Path, incidents_path: Path, fault_columns, incident_c
             wrapper.execute("DROP TABLE IF EXISTS bench_copy_incidents, bench_copy_fault_events")
 
 
-def delete_run(run: str) -> None:
+def delete_run(run: str, run_started=None) -> None:
     from django.db import connection
 
     pattern = f"sub-{run}%"
     with connection.cursor() as cursor:
+        if run_started is not None:  # the run's batches of opened incidents, never routed here
+            cursor.execute("DELETE FROM notification_batches WHERE created_at >= %s", [run_started])
+        cursor.execute(
+            "DELETE FROM notifications WHERE incident_id IN "
+            "(SELECT incident_id FROM incidents WHERE subscription_id LIKE %s)",
+            [pattern],
+        )
+        cursor.execute("DELETE FROM notification_channels WHERE name = %s", [f"bench-{run}"])
         cursor.execute("DELETE FROM incidents WHERE subscription_id LIKE %s", [pattern])
         cursor.execute("DELETE FROM fault_events WHERE subscription_id LIKE %s", [pattern])
     vacuum()
@@ -202,6 +211,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000, help="records (default 200000)")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--keep", action="store_true", help="keep the ingested rows and the file")
+    parser.add_argument(
+        "--with-channel",
+        action="store_true",
+        help="with a notification channel that every incident routes to (one outbox row each)",
+    )
     args = parser.parse_args()
 
     setup_django()
@@ -219,6 +233,14 @@ def main() -> None:
           f"{time.perf_counter() - started:.1f} s: {events}")  # fmt: skip
     print(f"database: {connection.vendor} {connection.settings_dict['NAME']}")
 
+    from django.utils import timezone
+
+    run_started = timezone.now()
+    if args.with_channel:
+        from incidents.notifications.channels import create_channel
+
+        create_channel(name=f"bench-{run}", kind="slack", url="https://bench.invalid/hook")
+        print("with a notification channel that every incident routes to")
     vacuum()
     connection.close()  # the child gets the database to itself
     seconds, peak_mb, summary = run_command(events, args.batch_size)
@@ -239,7 +261,7 @@ def main() -> None:
             print("COPY comparison: PostgreSQL only (set DATABASE_URL=postgres://…)")
     finally:
         if not args.keep:
-            delete_run(run)
+            delete_run(run, run_started)
             events.unlink()
 
 

@@ -86,7 +86,7 @@ def can_transition(current: str, target: str) -> bool:
 
 
 # Most urgent first; used to sort by severity.
-SEVERITY_RANK = {
+SEVERITY_RANK: dict[str, int] = {
     Severity.CRITICAL: 0,
     Severity.HIGH: 1,
     Severity.MEDIUM: 2,
@@ -94,7 +94,7 @@ SEVERITY_RANK = {
 }
 
 # Badge colour per value: templates and the chart read these, nothing else picks colours.
-SEVERITY_COLOURS = {
+SEVERITY_COLOURS: dict[str, str] = {
     Severity.CRITICAL: "red",
     Severity.HIGH: "orange",
     Severity.MEDIUM: "yellow",
@@ -106,7 +106,7 @@ ONCALL_COLOURS = {
     OnCallState.CLOSED: "grey",
 }
 NEEDS_A_HUMAN = (OnCallState.OPEN.value, OnCallState.ACKNOWLEDGED.value)
-STATUS_COLOURS = {
+STATUS_COLOURS: dict[str, str] = {
     Status.PENDING: "grey",
     Status.INVESTIGATING: "blue",
     Status.RESOLVED: "green",

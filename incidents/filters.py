@@ -162,7 +162,7 @@ class TimeBoundField(forms.CharField):
         super().__init__(**kwargs)
 
     def to_python(self, value: object) -> datetime | None:  # type: ignore[override]
-        text = super().to_python(value).strip()
+        text = (super().to_python(value) or "").strip()
         if not text:
             return None
         relative = _RELATIVE.fullmatch(text.lower())
@@ -180,9 +180,10 @@ class TimeBoundField(forms.CharField):
                     day += timedelta(days=1)
                 moment = datetime.combine(day, time.min)
             else:
-                moment = parse_datetime(text)
-                if moment is None:
+                parsed = parse_datetime(text)
+                if parsed is None:
                     raise ValueError(text)
+                moment = parsed
         except (ValueError, OverflowError):
             raise ValidationError(self.error_messages["invalid"], code="invalid") from None
         if timezone.is_naive(moment):

@@ -21,7 +21,8 @@ class ListControlsForm(forms.Form):
     refresh = forms.BooleanField(required=False)
 
     def clean(self) -> dict:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         positions = [name for name in ("after", "before", "last") if data.get(name)]
         if len(positions) > 1:
             raise forms.ValidationError(f"Give one page position, not {' and '.join(positions)}.")

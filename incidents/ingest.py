@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.conf import settings
 from django.db import DatabaseError, DataError, IntegrityError, connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -114,12 +115,14 @@ class IngestionService:
     def __init__(
         self,
         *,
-        batch_size: int = 1000,
+        batch_size: int | None = None,  # None: TRIAGE_INGEST_BATCH_SIZE
         dry_run: bool = False,
         on_reject: Callable[[Rejection], None] | None = None,
         using: str | None = None,
         cluster: str | None = None,
     ) -> None:
+        if batch_size is None:
+            batch_size = settings.TRIAGE_INGEST_BATCH_SIZE
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
         self.batch_size = batch_size

@@ -547,3 +547,15 @@ class SavedView(models.Model):
     def get_absolute_url(self) -> str:
         url = reverse("incidents:list")
         return f"{url}?{self.query}" if self.query else url
+
+
+# Tables of the app whose code lives in a package of its own (imported last: they refer to the
+# models above). Django files them under this app by their module's package.
+# The API's tokens (incidents/api/models.py).
+from incidents.api.models import ApiToken  # noqa: E402, F401
+from incidents.notifications.models import (  # noqa: E402, F401
+    AgentHealth,
+    Notification,
+    NotificationBatch,
+    NotificationChannel,
+)

@@ -25,6 +25,8 @@ from incidents.errors import (
     SilenceNotFound,
 )
 from incidents.models import Incident, Silence
+from incidents.notifications import outbox as notifications
+from incidents.notifications.kinds import EventKind
 
 NOTE_MAX = 10_000  # characters: a note is a paragraph or a pasted log excerpt, not a file
 
@@ -93,6 +95,7 @@ class OnCallMixin:
                 ActivityKind.ACKNOWLEDGED, incident=incident, by=by,
                 from_value=state, to_value=OnCallState.ACKNOWLEDGED,
             )  # fmt: skip
+            notifications.enqueue(EventKind.ACKNOWLEDGED, incident, using=self.using, by=_who(by))
         return incident
 
     def assign_incident(self, incident_id: uuid.UUID | str, *, assignee: Any, by: Any) -> Incident:
@@ -181,6 +184,10 @@ class OnCallMixin:
             self._record_activity(  # type: ignore[attr-defined]
                 ActivityKind.CLOSED, incident=incident, by=by, from_value=state,
                 to_value=OnCallState.CLOSED, text=f"{label}: {note}" if note else label,
+            )  # fmt: skip
+            notifications.enqueue(
+                EventKind.CLOSED, incident, using=self.using,
+                by=_who(by), resolution=label, note=note,
             )  # fmt: skip
         return incident
 

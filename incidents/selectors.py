@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from typing import cast
 
 from django.core.cache import cache
 from django.db.models import CharField, Count, Prefetch, Q, QuerySet, Value
@@ -157,7 +158,7 @@ class Sort:
         for value, rank in ranked:
             part = queryset.filter(**{partition.column: value})
             if values:
-                cursor_rank = values[0]
+                cursor_rank = cast(int, values[0])  # decode_cursor made it the rank
                 if (rank > cursor_rank) if descending else (rank < cursor_rank):
                     continue  # wholly before the cursor
                 if rank == cursor_rank:

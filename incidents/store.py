@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 from django.core.exceptions import ValidationError
 from django.db import DataError, IntegrityError, connections, router, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from incidents.choices import (
@@ -44,6 +44,7 @@ from incidents.models import (
     IncidentActivity,
     TriageReport,
 )
+from incidents.notifications import outbox as notifications
 from incidents.oncall import OnCallMixin
 from incidents.rendering import render_markdown
 from incidents.store_batch import NewIncident, Outcome, write_batch
@@ -445,6 +446,7 @@ class DjangoStateStore(OnCallMixin):
                 to_value=target,
                 text=text,
             )
+            notifications.incident_completed(self.using, incident)
         return incident
 
     def _save_status(self, incident: Incident) -> None:
@@ -546,6 +548,7 @@ class DjangoStateStore(OnCallMixin):
                     report.save(using=self.using)
             except IntegrityError as error:
                 raise InvalidRecord(record, {"__all__": [str(error)]}) from None
+            notifications.report_recorded(self.using, report)
         return report
 
     def get_incident(self, incident_id: uuid.UUID | str) -> Incident | None:
@@ -712,7 +715,9 @@ class DjangoStateStore(OnCallMixin):
                     .filter(pk=pk, status=Status.INVESTIGATING, started_at__lt=started_before)
                     .first()
                 )
-                if incident is None:  # finished meanwhile, or another worker is recovering it
+                # None: finished meanwhile, or another worker is recovering it (the filter
+                # excludes a missing started_at, which the type checker cannot see).
+                if incident is None or incident.started_at is None:
                     continue
                 executions = AgentExecution.objects.using(self.using).filter(incident_id=pk)
                 losses = executions.filter(error_message__startswith=WORKER_LOST).count() + 1
@@ -776,3 +781,78 @@ class DjangoStateStore(OnCallMixin):
                 to_value=f"exit code {exit_code}, reason {failure_reason or '—'}",
             )
         return incident
+
+    # --- retention (purge_history) ---------------------------------------------------------
+    def purge_incidents(self, *, older_than: datetime, limit: int = 1000) -> PurgedBatch:
+        """Delete at most `limit` finished incidents that were created and completed before
+        `older_than`, oldest first, with their reports and executions, and the fault events
+        this leaves without any incident. One transaction: a batch is deleted whole or not at all.
+
+        Never an open incident: the rows are chosen by `purgeable_incidents()` and locked
+        (`FOR UPDATE SKIP LOCKED`), so one that an admin is requeueing right now is skipped, and
+        none can be requeued between the choice and the delete. The locks last one batch, so a
+        caller that loops over batches never holds them long. Workspace folders are files, not
+        rows: the caller removes `PurgedBatch.incident_ids`' folders after this returns.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        with transaction.atomic(using=self.using):
+            chosen = list(
+                purgeable_incidents(older_than, using=self.using)
+                .select_for_update(skip_locked=True)
+                .order_by("created_at")
+                .values_list("incident_id", "fault_id")[:limit]
+            )
+            if not chosen:
+                return PurgedBatch()
+            incident_ids = [incident_id for incident_id, _ in chosen]
+            fault_ids = {fault_id for _, fault_id in chosen}
+            # Children first, then the incidents, then the faults left without any: each one
+            # DELETE (the foreign keys are PROTECT, so nothing cascades and the database checks
+            # every reference). _raw_delete skips the ORM's collector, which would first load
+            # every row of the batch (context included) to look for cascades there are none of.
+            reports = TriageReport.objects.filter(incident_id__in=incident_ids)._raw_delete(
+                self.using
+            )
+            executions = AgentExecution.objects.filter(incident_id__in=incident_ids)._raw_delete(
+                self.using
+            )
+            incidents = Incident.objects.filter(incident_id__in=incident_ids)._raw_delete(
+                self.using
+            )
+            orphans = FaultEvent.objects.filter(fault_id__in=fault_ids).exclude(
+                Exists(Incident.objects.filter(fault_id=OuterRef("fault_id")))
+            )
+            faults = orphans._raw_delete(self.using)
+        return PurgedBatch(
+            incident_ids=incident_ids,
+            incidents=incidents,
+            executions=executions,
+            reports=reports,
+            fault_events=faults,
+        )
+
+
+@dataclass
+class PurgedBatch:
+    """What one `purge_incidents` call deleted (all zero: nothing was left to purge)."""
+
+    incident_ids: list[uuid.UUID] = field(default_factory=list)
+    incidents: int = 0
+    executions: int = 0
+    reports: int = 0
+    fault_events: int = 0
+
+
+def purgeable_incidents(older_than: datetime, *, using: str | None = None) -> QuerySet[Incident]:
+    """Incidents that retention may delete: finished (a terminal triage status), created and
+    completed before `older_than`. Served by incidents_status_created_idx, one status at a time.
+
+    The seam for the on-call state: once incidents can be acknowledged and closed, add its
+    condition here (a finished incident that is still open on call must be kept too).
+    """
+    return Incident.objects.using(using).filter(
+        status__in=sorted(TERMINAL_STATUSES),
+        created_at__lt=older_than,
+        completed_at__lt=older_than,
+    )

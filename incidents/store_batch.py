@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from incidents.choices import ActivityKind, ActorKind, Status
 from incidents.models import DENORMALIZED_FIELDS, FaultEvent, Incident, IncidentActivity, Silence
+from incidents.notifications import outbox as notifications
 
 
 class Outcome(StrEnum):
@@ -92,6 +93,8 @@ def write_batch(
     if to_create:
         writer = _copy_insert if connection.vendor == "postgresql" else _executemany_insert
         lost = writer(connection, to_create)
+        opened = [item.incident_id for item in to_create if item.event.fault_id not in lost]
+        notifications.incidents_opened(using, opened)  # in the caller's transaction
         if lost:
             outcomes = _reclassify_lost(connection, batch, outcomes, lost, repeats)
     if repeats:

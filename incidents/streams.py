@@ -13,7 +13,7 @@ import codecs
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 from django.conf import settings
 
@@ -189,7 +189,7 @@ def _max_scan() -> int:
 def _iter_values(first: bytes, stream: IO[bytes], line_no: int, *, array: bool):
     decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
     json_decoder = json.JSONDecoder()
-    state = {"buf": decoder.decode(first), "eof": False}
+    state: dict[str, Any] = {"buf": decoder.decode(first), "eof": False}
     pos = 0
     line = line_no
 

@@ -33,20 +33,31 @@ from incidents.models import Incident, TriageReport
 from incidents.rendering import render_cached
 from incidents.roles import RESPOND, VIEW_INCIDENTS, VIEW_REPORTS
 from incidents.saved_views import user_views
+from triage_site.replicas import replica_health
 
 
 @login_not_required
 @never_cache
 @require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database answers, 503 when it does not (for load balancers and probes)."""
+    """200 when the database answers, 503 when it does not (for load balancers and probes).
+
+    With read replicas, each one's state and replay lag is reported too; a replica that is down
+    or lagging is skipped by the router, so it makes the answer "degraded", never a 503.
+    """
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except DatabaseError:
         return JsonResponse({"status": "unavailable", "database": "unreachable"}, status=503)
-    return JsonResponse({"status": "ok", "database": "ok"})
+    body: dict[str, object] = {"status": "ok", "database": "ok"}
+    replicas = replica_health()
+    if replicas:
+        body["replicas"] = {health.alias: health.as_json() for health in replicas}
+        if not all(health.ok for health in replicas):
+            body["status"] = "degraded"
+    return JsonResponse(body)
 
 
 # --- the dashboard ----------------------------------------------------------------------------

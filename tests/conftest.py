@@ -1,4 +1,6 @@
+import os
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -6,9 +8,51 @@ from django.db import connection
 from incidents.store import DjangoStateStore
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
+    """SQLite's test database is a file in var/, not memory: each thread of a race test gets its
+    own connection to it and a subprocess (a worker killed mid-run) sees the same rows, so races
+    and killed processes are tested on SQLite as well as on PostgreSQL."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        # In a folder of its own that only this user may enter: the agents that worker tests
+        # run as another user must not read it (run_triage refuses to start if they could).
+        path = Path(settings.BASE_DIR) / "var" / "test-db" / "test-db.sqlite3"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.chmod(0o700)
+        database.setdefault("TEST", {})["NAME"] = str(path)
+
+
+# A test marked for one database skips on the other with one of these reasons: the only skips
+# CI accepts, because CI runs the suite once on each (see `.ci/run`).
+NEEDS_POSTGRESQL = "needs PostgreSQL: run with DATABASE_URL=postgres://…"
+NEEDS_SQLITE = "needs SQLite: run without DATABASE_URL"
+# CI sets CI=true: there any other skip (chromium or playwright missing, a platform check) fails.
+UNDER_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("postgres") and connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL: run with DATABASE_URL=postgres://…")
+        pytest.skip(NEEDS_POSTGRESQL)
+    if item.get_closest_marker("sqlite") and connection.vendor != "sqlite":
+        pytest.skip(NEEDS_SQLITE)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Under CI, a skip for any reason but the other database is a failure: a browser test that
+    cannot find chromium must not pass quietly. `.ci/run` checks the other half (that the
+    PostgreSQL run skipped no PostgreSQL test) in pytest's -rs summary."""
+    report = yield
+    if UNDER_CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        if reason not in (NEEDS_POSTGRESQL, NEEDS_SQLITE):
+            report.outcome = "failed"
+            report.longrepr = f"skipped under CI=true, where every test must run: {reason}"
+    return report
 
 
 @pytest.fixture(autouse=True)

@@ -5,16 +5,13 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
-from incidents.choices import TRANSITIONS, Status
+from incidents.choices import Status
 from incidents.models import Incident
 from incidents.store import DjangoStateStore, InvalidTransition
 from tests.builders import make_execution, make_fault_event, make_incident, make_report
+from tests.lifecycle import ALLOWED, FORBIDDEN, LIFECYCLE
 
 pytestmark = pytest.mark.django_db
-
-ALL_MOVES = [(src, dst) for src in Status.values for dst in Status.values if src != dst]
-ALLOWED = [(src, dst) for src, dst in ALL_MOVES if dst in TRANSITIONS[src]]
-FORBIDDEN = [(src, dst) for src, dst in ALL_MOVES if dst not in TRANSITIONS[src]]
 
 
 def change_url(incident: Incident) -> str:
@@ -99,7 +96,7 @@ def test_forbidden_status_edit_is_a_form_error_naming_both_statuses(
     assert errors == [
         f"An incident cannot move from {Status(current).label} to {Status(target).label}; "
         f"from {Status(current).label} the lifecycle allows: "
-        + ", ".join(Status(s).label for s in Status.values if s in TRANSITIONS[current])
+        + ", ".join(Status(s).label for s in Status.values if s in LIFECYCLE[current])
         + "."
     ]
     assert Incident.objects.values().get(pk=incident.pk) == before

@@ -15,7 +15,6 @@ import io
 import json
 import re
 import sys
-import time
 import tracemalloc
 from collections import Counter
 from html import unescape
@@ -899,16 +898,20 @@ PATHOLOGICAL_MARKDOWN = {
 }
 
 
+# Within the rendering budget: rendered as markdown (in 0.2 s); every other case is plain text.
+# How long each takes to render: `python bench/rendering.py`.
+RENDERED_AS_MARKDOWN = {"5,000 nested quotes"}
+
+
 @pytest.mark.parametrize(
-    "markdown", PATHOLOGICAL_MARKDOWN.values(), ids=list(PATHOLOGICAL_MARKDOWN.keys())
+    ("case", "markdown"), PATHOLOGICAL_MARKDOWN.items(), ids=list(PATHOLOGICAL_MARKDOWN.keys())
 )
-def test_pathological_markdown_renders_within_a_second_on_every_page(
-    admin_client, benign_pages, markdown
+def test_pathological_markdown_is_plain_text_past_the_budget_and_inert_on_every_page(
+    admin_client, benign_pages, case, markdown
 ):
-    began = time.monotonic()
     pages = report_pages(admin_client, markdown)
-    assert time.monotonic() - began < 3  # three pages, each rendering the report once
     for name, html in pages.items():
+        assert (PLAIN_TEXT_NOTE in html) is (case not in RENDERED_AS_MARKDOWN), name
         assert_inert(html, benign_pages[name], f"{name}: pathological markdown")
 
 

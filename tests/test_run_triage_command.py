@@ -1,4 +1,4 @@
-"""`manage.py run_triage` as a command: its arguments, and real worker processes on PostgreSQL
+"""`manage.py run_triage` as a command: its arguments, and real worker processes
 (two workers sharing a queue, a worker killed with SIGKILL, a worker stopped with SIGTERM)."""
 
 import os
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
-from django.db import OperationalError, connection
+from django.db import OperationalError
 from django.utils import timezone
 
 from incidents.choices import Status
@@ -23,6 +23,7 @@ from incidents.models import AgentExecution, Incident
 from incidents.store import WORKER_LOST, DjangoStateStore
 from tests.agents import agent_python, agent_script, reachable_folder
 from tests.builders import make_incident
+from tests.databases import database_url
 
 
 def agent(*args: str) -> str:
@@ -115,13 +116,7 @@ def test_defaults_come_from_settings(settings, shared, capsys):
     assert "triaged 1: resolved 1" in capsys.readouterr().out
 
 
-# -- real worker processes (PostgreSQL: a subprocess cannot see SQLite's in-memory test DB) ------
-def database_url() -> str:
-    db = connection.settings_dict
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
+# -- real worker processes, on the test database (a file on SQLite) ------------------------------
 def start_worker(*args: str) -> subprocess.Popen:
     env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_DEBUG": "1"}
     return subprocess.Popen(
@@ -158,7 +153,6 @@ def summary_of(out: str) -> str:
     return out.strip().splitlines()[-1]
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_two_workers_run_each_of_twenty_incidents_exactly_once(shared):
     incidents = [make_incident() for _ in range(20)]
@@ -180,7 +174,6 @@ def test_two_workers_run_each_of_twenty_incidents_exactly_once(shared):
     assert all(counts), f"one worker did everything: {summaries}"
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_incident_of_a_worker_killed_mid_run_is_recovered_by_the_next(shared):
     incident = make_incident()
@@ -222,7 +215,6 @@ def test_incident_of_a_worker_killed_mid_run_is_recovered_by_the_next(shared):
     assert "lost requeued 1, lost twice 0" in summary_of(out)
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_signal_stops_claiming_and_lets_the_running_agent_finish(shared, stop_signal):

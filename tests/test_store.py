@@ -8,7 +8,7 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from incidents.choices import TRANSITIONS, Status
+from incidents.choices import Status
 from incidents.models import AgentExecution, FaultEvent, Incident, TriageReport
 from incidents.store import (
     DjangoStateStore,
@@ -20,12 +20,13 @@ from incidents.store import (
     StateStore,
 )
 from tests.builders import make_execution, make_fault_event, make_incident, make_report
+from tests.lifecycle import ALLOWED, FORBIDDEN, STATUSES
 
 pytestmark = pytest.mark.django_db
 
-ALL_MOVES = [(src, dst) for src in Status.values for dst in Status.values if src != dst]
-ALLOWED = [(src, dst) for src, dst in ALL_MOVES if dst in TRANSITIONS[src]]
-FORBIDDEN = [(src, dst) for src, dst in ALL_MOVES if dst not in TRANSITIONS[src]]
+
+def test_the_status_vocabulary_is_the_designs():
+    assert sorted(Status.values) == sorted(STATUSES)
 
 
 def test_django_store_satisfies_the_protocol(store):
@@ -444,7 +445,7 @@ def test_correct_fault_event_refuses_bad_values_and_the_id(store):
     assert Incident.objects.get().severity == event.severity
 
 
-# -- races (PostgreSQL: real row locks across connections) -------------------------------------
+# -- races: threads on their own connections (row locks on PostgreSQL, one writer on SQLite) ---
 def run_in_threads(count: int, target) -> list:
     barrier = threading.Barrier(count)
     results: list = [None] * count
@@ -466,7 +467,6 @@ def run_in_threads(count: int, target) -> list:
     return results
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_racing_creates_make_one_incident_per_event():
     event = make_fault_event()
@@ -481,7 +481,6 @@ def test_racing_creates_make_one_incident_per_event():
     assert Incident.objects.count() == 1
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_racing_claims_take_each_incident_once():
     for _ in range(8):
@@ -500,7 +499,6 @@ def test_racing_claims_take_each_incident_once():
     assert set(Incident.objects.values_list("status", flat=True)) == {"investigating"}
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_racing_completion_and_requeue_lose_no_update():
     incident = make_incident(status=Status.INVESTIGATING)
@@ -521,9 +519,8 @@ def test_racing_completion_and_requeue_lose_no_update():
     assert all(isinstance(error, InvalidTransition) for error in errors)
 
 
+@pytest.mark.sqlite
 def test_sqlite_is_tuned_for_a_shared_file():
-    if connection.vendor != "sqlite":
-        pytest.skip("SQLite only")
     options = connection.settings_dict["OPTIONS"]
     assert options["transaction_mode"] == "IMMEDIATE"
     assert "journal_mode=WAL" in options["init_command"]

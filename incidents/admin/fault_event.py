@@ -13,7 +13,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.models import CHANGE, LogEntry
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
@@ -50,6 +50,8 @@ CORRECTABLE_FIELDS = (
 
 class FaultEventForm(forms.ModelForm):
     """The correctable fields of a fault event; a changed context must be JSON, like upstream's."""
+
+    history_message: str  # what save_model changed, for the history entry
 
     class Meta:
         model = FaultEvent
@@ -92,8 +94,11 @@ def log_on_incidents(request: HttpRequest, event: FaultEvent, message: str) -> N
         .only("incident_id", "status", "fault_type", *RESOURCE_LABEL_FIELDS)
         .iterator(chunk_size=HISTORY_BATCH_SIZE)
     )
+    user_id = request.user.pk
+    if user_id is None:  # never: the admin signs everyone in
+        raise PermissionDenied("the history names a signed-in user")
     while batch := list(islice(incidents, HISTORY_BATCH_SIZE)):
-        LogEntry.objects.log_actions(request.user.pk, batch, CHANGE, message)
+        LogEntry.objects.log_actions(user_id, batch, CHANGE, message)
 
 
 @admin.register(FaultEvent)

@@ -10,7 +10,7 @@ from django.db.models import Field, Model
 
 def leads_an_index(model: type[Model], field: Field) -> bool:
     """Whether some index of `model` starts with `field` (so values can be walked in order)."""
-    if field.db_index or field.primary_key:
+    if field.db_index or field.primary_key:  # type: ignore[attr-defined]  # stubs lack db_index
         return True
     return any(index.fields and index.fields[0].lstrip("-") == field.name for index in
                model._meta.indexes)  # fmt: skip
@@ -55,4 +55,4 @@ class IndexedValuesListFilter(admin.AllValuesFieldListFilter):
         using = router.db_for_read(parent_model)
         if connections[using].vendor == "postgresql" and leads_an_index(parent_model, field):
             # Replaces Django's lazy queryset before anything evaluates it.
-            self.lookup_choices = distinct_values(parent_model, field, using)
+            self.lookup_choices = distinct_values(parent_model, field, using)  # type: ignore[assignment]  # Django only iterates it

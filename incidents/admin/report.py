@@ -30,6 +30,8 @@ class ReportChangeList(IndexedDatesChangeList):
 
 
 class TriageReportForm(forms.ModelForm):
+    history_message: str  # what save_model changed, for the history entry
+
     class Meta:
         model = TriageReport
         fields = ["report_markdown"]

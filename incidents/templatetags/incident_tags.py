@@ -299,7 +299,7 @@ def incident_chart(summary: Summary) -> dict:
     every = max(1, -(-len(days) // 10))  # at most about ten date labels
     for index, bar in enumerate(days):
         x = _LEFT + index * slot + (slot - bar_width) / 2
-        base = _TOP + plot_height
+        base: float = _TOP + plot_height
         for severity in _STACK:
             count = bar.by_severity.get(severity, 0)
             if not count:

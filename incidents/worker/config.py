@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from django.conf import settings
+
 from incidents.worker.isolation import AgentIdentity, agent_identity, can_reach
 
 # The agent command's placeholders: each is replaced inside the one argument it appears in.
@@ -30,11 +32,13 @@ class WorkerConfig:
 
     agent_command: str
     workspace_root: Path
-    timeout: float = 900.0  # seconds per agent run
+    # Seconds per agent run (TRIAGE_AGENT_TIMEOUT).
+    timeout: float = field(default_factory=lambda: float(settings.TRIAGE_AGENT_TIMEOUT))
     kill_grace: float = 10.0  # seconds between SIGTERM and SIGKILL
     poll_interval: float = 5.0  # seconds between looks at an empty queue
     concurrency: int = 1
-    log_limit_bytes: int = 10 * 1024 * 1024  # per stream
+    # Bytes kept of each output stream (TRIAGE_AGENT_LOG_MAX_BYTES).
+    log_limit_bytes: int = field(default_factory=lambda: settings.TRIAGE_AGENT_LOG_MAX_BYTES)
     prompt: str | None = None  # the text of TRIAGE_AGENT_PROMPT_FILE
     kubeconfig_dir: Path | None = None
     pass_env: tuple[str, ...] = ()  # extra variable names the agent may see

@@ -53,6 +53,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from incidents import metrics
 from incidents.choices import Status
 from incidents.models import AgentExecution, Incident, TriageReport
 from incidents.rendering import render_markdown
@@ -264,6 +265,8 @@ def triage_incident(
     unusable: the incident goes back to the queue, the worker stops claiming); every other agent
     or workspace failure ends as a recorded verdict.
     """
+    if incident.started_at is None:  # a programming error: the claim sets it
+        raise ValueError(f"incident {incident.incident_id} is not claimed (no started_at)")
     started = time.monotonic()
     execution = AgentExecution(incident_id=incident.incident_id, started_at=incident.started_at)
     _log("claimed", incident, incident.status, started, fault_type=incident.fault_type)
@@ -309,6 +312,7 @@ def triage_incident(
         identity=config.identity,
     )
     verdict = judge(result, workspace, timeout=config.timeout)
+    metrics.observe_agent_run(verdict.status, result.duration_s)
     execution.started_at = result.started_at
     execution.completed_at = result.completed_at
     execution.exit_code = verdict.exit_code

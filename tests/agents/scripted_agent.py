@@ -65,7 +65,7 @@ def main() -> int:
     if options.ignore_term:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if options.spawn_sleeper:
-        child = subprocess.Popen(["sleep", "60"])  # inherits stdout/stderr and the group
+        child = subprocess.Popen(["sleep", "600"])  # inherits stdout/stderr and the group
         Path("child.pid").write_text(str(child.pid))
     Path("agent.pid").write_text(str(os.getpid()))
     if options.stdout_bytes:

@@ -1,12 +1,15 @@
 """Headless Chromium (Debian's package, driven by Playwright) against Django's live server.
 
-Every test here is marked `browser` and skips with the reason when /usr/bin/chromium is absent.
+Every test here is marked `browser` and skips with the reason when /usr/bin/chromium is absent
+(`TRIAGE_TEST_CHROMIUM` names another; under CI=true the skip fails the run: see conftest.py).
+Screenshots go to var/screenshots/; `make screenshots` copies them to docs/.
 Playwright's sync API runs an event loop in the test's thread, which Django's async-safety check
 would refuse: DJANGO_ALLOW_ASYNC_UNSAFE lets the ORM run beside it, set only while the browser
 runs (see `chromium`).
 """
 
 import json
+import os
 import random
 from collections.abc import Iterator
 from datetime import timedelta
@@ -18,7 +21,7 @@ from django.utils import timezone
 from incidents.choices import Severity, Status
 from tests.builders import make_execution, make_fault_event, make_incident, make_report
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("TRIAGE_TEST_CHROMIUM") or "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -28,7 +31,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 PASSWORD = "correct horse battery staple"
 
 
@@ -44,7 +47,8 @@ def chromium() -> Iterator[object]:
     the ORM needs DJANGO_ALLOW_ASYNC_UNSAFE, and nothing outside these tests should inherit it
     (it would leak into subprocesses such as `check --deploy`, too)."""
     if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
+        pytest.skip(f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from incidents.choices import Severity, Status
-from tests.browser.conftest import DOCS, sign_in
+from tests.browser.conftest import SCREENSHOTS, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -32,7 +32,7 @@ def test_narrow_by_severity_and_cluster_then_open_incident_and_report(
     assert rows.count() == 50  # one page of 72
 
     page.set_viewport_size({"width": 1280, "height": 1100})
-    page.screenshot(path=str(DOCS / "dashboard.png"))
+    page.screenshot(path=str(SCREENSHOTS / "dashboard.png"))
 
     # Narrow through the filter form: keyboard-reachable checkboxes, then Apply.
     page.get_by_role("group", name="Severity").get_by_label("Critical").check()
@@ -58,12 +58,12 @@ def test_narrow_by_severity_and_cluster_then_open_incident_and_report(
     assert target.fault_type in page.title()
     assert page.get_by_role("heading", name="Lifecycle").is_visible()
     assert page.get_by_role("heading", name="Executive triage card").first.is_visible()
-    page.screenshot(path=str(DOCS / "incident.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / "incident.png"), full_page=True)
 
     page.get_by_role("link", name=re.compile(r"^Report of ")).first.click()
     page.wait_for_url(re.compile(r"/reports/[0-9a-f-]+/$"))
     assert page.get_by_role("navigation", name="Contents").is_visible()
-    page.screenshot(path=str(DOCS / "report.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / "report.png"), full_page=True)
     # Nothing on the way was refused by the Content-Security-Policy (or failed otherwise).
     assert console_errors == []
 
@@ -82,7 +82,7 @@ def test_list_fits_a_phone_and_follows_dark_mode(chromium, live_server, sre, dem
         assert page.locator("details.filters").get_attribute("open") is None
         background = page.evaluate("getComputedStyle(document.body).backgroundColor")
         assert background == "rgb(15, 19, 24)"  # the dark theme's --bg
-        page.screenshot(path=str(DOCS / "dashboard-phone.png"), full_page=False)
+        page.screenshot(path=str(SCREENSHOTS / "dashboard-phone.png"), full_page=False)
     finally:
         context.close()
 

@@ -6,18 +6,20 @@ import secrets
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.db import transaction
 
+from incidents.management.base import TriageCommand
 from incidents.roles import responder_group
 
 
-class Command(BaseCommand):
+class Command(TriageCommand):
     help = (
         "Create (or update) the staff user 'demo' with a newly generated password, printed once. "
         "Re-running gives the user a new password; the old one stops working. The user may view "
-        "and change incidents in the admin, act on them as a responder, and add teammates (Users: "
-        "add one, put them in the viewer or responder group); not make anyone staff or superuser."
+        "and change incidents in the admin, act on them as a responder, and add teammates "
+        "(Users: add one, put them in the viewer or responder group); not make anyone staff or "
+        "superuser."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

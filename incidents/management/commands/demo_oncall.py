@@ -1,11 +1,10 @@
 """`manage.py demo_oncall`: on-call activity for the demo (see incidents.demo_oncall)."""
 
-from django.core.management.base import BaseCommand
-
 from incidents.demo_oncall import play_oncall
+from incidents.management.base import TriageCommand
 
 
-class Command(BaseCommand):
+class Command(TriageCommand):
     help = (
         "Work the stored incidents as an on-call shift would, through the store: close, "
         "acknowledge, assign, note, reopen, and silence the staging clusters for four hours. "

@@ -19,10 +19,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
+from django.conf import settings
+from django.core.management.base import CommandError, CommandParser, OutputWrapper
 from django.db import DatabaseError, connection
 
 from incidents.ingest import IngestCounts, IngestionService, Rejection
+from incidents.management.base import TriageCommand
 from incidents.streams import iter_records
 
 STDIN = "-"
@@ -30,7 +32,7 @@ DATABASE_FAILURE = 3  # exit status when the database fails mid-way (1: rejectio
 PROGRESS_INTERVAL = 0.25  # seconds between progress bar redraws
 
 
-class Command(BaseCommand):
+class Command(TriageCommand):
     help = (
         "Ingest kubernetes-mcp-server fault events (JSON Lines, a JSON array or one object; "
         "bare payloads or MCP notifications/message envelopes) from files or standard input."
@@ -43,8 +45,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--batch-size",
             type=int,
-            default=1000,
-            help="Records written per transaction (default 1000).",
+            default=settings.TRIAGE_INGEST_BATCH_SIZE,
+            help="Records written per transaction (default TRIAGE_INGEST_BATCH_SIZE, %(default)s).",
         )
         parser.add_argument(
             "--dry-run", action="store_true", help="Validate and count; write nothing."
@@ -148,7 +150,8 @@ class Command(BaseCommand):
                             style_func=self.style.WARNING,
                         )
                 service.flush()
-            except (DatabaseError, connection.Database.Error) as error:
+            # `Database` is the backend's DB-API module, which django-stubs does not declare.
+            except (DatabaseError, connection.Database.Error) as error:  # type: ignore[attr-defined]
                 # The driver's own errors too: the PostgreSQL writer uses psycopg's cursor
                 # directly, outside Django's error wrapping.
                 # Batches commit whole: every record up to the last committed batch is stored

@@ -8,9 +8,11 @@ import threading
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import connections
 
+from incidents import metrics
+from incidents.management.base import TriageCommand
 from incidents.worker import Mode, Worker, WorkerConfig
 from incidents.worker.isolation import AgentIdentity, agent_identity, can_reach, harden_worker
 
@@ -33,7 +35,7 @@ def positive_int(text: str) -> int:
     return value
 
 
-class Command(BaseCommand):
+class Command(TriageCommand):
     help = (
         "Triage pending incidents, oldest first: run the agent for each in its own workspace and "
         "record the execution, the report and the outcome. Runs until SIGTERM/SIGINT unless "
@@ -101,6 +103,12 @@ class Command(BaseCommand):
             default=settings.TRIAGE_WORKSPACE_ROOT,
             help="Where each incident gets a folder (default TRIAGE_WORKSPACE_ROOT).",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=metrics.listen_address,
+            metavar="[ADDRESS:]PORT",
+            help="Serve Prometheus metrics (agent run durations) here (address: 127.0.0.1).",
+        )
 
     def handle(self, *args, **options) -> None:
         config = self._config(options)
@@ -113,6 +121,8 @@ class Command(BaseCommand):
         # Before any agent runs: no agent may read this process's environment or ptrace it, and
         # whatever an agent leaves running is handed to this process to be killed.
         harden_worker()
+        if options["metrics_port"]:
+            metrics.serve_metrics(options["metrics_port"])
         worker = Worker(config, mode=mode)
         summary = self._run_with_signals(worker)
         self.stdout.write(summary.line())

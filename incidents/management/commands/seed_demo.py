@@ -1,12 +1,13 @@
 """`manage.py seed_demo --incidents N`: fill an empty database with realistic incident history."""
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
+from incidents.management.base import TriageCommand, UsageError
 from incidents.seeding import DatabaseNotEmpty, SeedOptions, seed_history
 
 
-class Command(BaseCommand):
+class Command(TriageCommand):
     help = (
         "Fill the (empty) database with N synthetic incidents over the last DAYS days: fault "
         "events, incidents, agent executions and triage reports. COPY on PostgreSQL."
@@ -42,7 +43,7 @@ class Command(BaseCommand):
                 batch_size=options["batch_size"],
             )
         except ValueError as error:
-            raise CommandError(str(error)) from None
+            raise UsageError(str(error)) from None
         using = options["database"]
         verbose = options["verbosity"] >= 2
         try:

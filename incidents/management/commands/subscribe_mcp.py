@@ -10,8 +10,11 @@ import argparse
 import logging
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.conf import settings
+from django.core.management.base import CommandError, CommandParser
 
+from incidents import metrics
+from incidents.management.base import TriageCommand, UsageError
 from incidents.management.commands.ingest_events import cluster_name
 from incidents.mcp_client import (
     DEPRECATED_MODES,
@@ -55,7 +58,7 @@ def read_header_file(path: Path) -> dict[str, str]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as error:
-        raise CommandError(f"--header-file {path}: {error.strerror}") from None
+        raise UsageError(f"--header-file {path}: {error.strerror}") from None
     headers = {}
     for number, line in enumerate(lines, start=1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -64,14 +67,14 @@ def read_header_file(path: Path) -> dict[str, str]:
             name, value = parse_header(line)
         except ValueError:
             # The line itself may hold a secret: name the line, not its content.
-            raise CommandError(
+            raise UsageError(
                 f"--header-file {path}, line {number}: not in the form 'Name: value'"
             ) from None
         headers[name] = value
     return headers
 
 
-class Command(BaseCommand):
+class Command(TriageCommand):
     help = (
         "Subscribe to fault notifications from one kubernetes-mcp-server (MCP over streamable "
         "HTTP) and store them as ingest_events would, reconnecting and resubscribing whenever "
@@ -131,10 +134,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--batch-size",
             type=positive_int,
-            default=1000,
+            default=settings.TRIAGE_INGEST_BATCH_SIZE,
             metavar="N",
-            help="Most notifications written per transaction (1000); a batch is written at the "
-            "latest half a second after its first notification arrived.",
+            help="Most notifications written per transaction (TRIAGE_INGEST_BATCH_SIZE, 1000); "
+            "a batch is written at the latest half a second after its first notification arrived.",
         )
         parser.add_argument(
             "--status-interval",
@@ -163,6 +166,12 @@ class Command(BaseCommand):
             metavar="SECONDS",
             help="test hook: stop (flush, unsubscribe, exit 0) after SECONDS",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=metrics.listen_address,
+            metavar="[ADDRESS:]PORT",
+            help="Serve Prometheus metrics (ingestion outcomes) here (address: 127.0.0.1).",
+        )
 
     def handle(self, *args, **options) -> None:
         if options["verbosity"] < 3:
@@ -184,10 +193,10 @@ class Command(BaseCommand):
                 DEPRECATED_MODES[mode],
             )
         if not options["url"].startswith(("http://", "https://")):
-            raise CommandError(f"--url {options['url']!r}: expected an http:// or https:// URL")
+            raise UsageError(f"--url {options['url']!r}: expected an http:// or https:// URL")
         rejects = options["rejects"]
         if rejects is not None and not rejects.parent.is_dir():
-            raise CommandError(f"--rejects: directory {rejects.parent} does not exist")
+            raise UsageError(f"--rejects: directory {rejects.parent} does not exist")
         headers = dict(options["header"])
         if options["header_file"] is not None:
             headers.update(read_header_file(options["header_file"]))
@@ -204,7 +213,14 @@ class Command(BaseCommand):
             exit_after=options["exit_after"],
         )
         try:
-            counts = Subscriber(config).run()
+            subscriber = Subscriber(config)
+            if options["metrics_port"]:
+                # The subscriber's own live counts, read at each scrape: no hook inside it.
+                metrics.serve_metrics(
+                    options["metrics_port"],
+                    metrics.IngestCountsCollector("mcp", lambda: subscriber.counts),
+                )
+            counts = subscriber.run()
         except SubscriptionRefused as error:
             # Logged at ERROR by the subscriber already; the exit status says it too.
             raise CommandError(f"subscription refused: {error}") from error
