@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views import View
+from django.views.generic import TemplateView
 
 from incidents.models import SavedView
 from incidents.roles import VIEW_INCIDENTS
@@ -58,6 +59,17 @@ def save_view(*, user, name: str, query: str) -> SavedView:
     if SavedView.objects.filter(user=user).count() >= MAX_SAVED_VIEWS:
         raise ValueError(f"At most {MAX_SAVED_VIEWS} saved views: delete one first.")
     return SavedView.objects.create(user=user, name=name, query=query)
+
+
+class SavedViewListView(PermissionRequiredMixin, TemplateView):
+    """GET: the user's saved views, as links (a page of its own: the list stays in its query
+    budget)."""
+
+    permission_required = VIEW_INCIDENTS
+    template_name = "incidents/saved_views.html"
+
+    def get_context_data(self, **kwargs) -> dict:
+        return super().get_context_data(saved_views=user_views(self.request.user), **kwargs)
 
 
 class SavedViewCreateView(PermissionRequiredMixin, View):

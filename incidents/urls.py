@@ -24,8 +24,9 @@ urlpatterns = [
         oncall_views.ExpireSilenceView.as_view(),
         name="silence-expire",
     ),
-    # Saved list views (POST): save the current list under a name, delete one.
-    path("views/", saved_views.SavedViewCreateView.as_view(), name="saved-view-create"),
+    # Saved list views: the user's list; save the current list under a name, delete one (POST).
+    path("views/", saved_views.SavedViewListView.as_view(), name="saved-views"),
+    path("views/new/", saved_views.SavedViewCreateView.as_view(), name="saved-view-create"),
     path(
         "views/<int:view_id>/delete/",
         saved_views.SavedViewDeleteView.as_view(),

@@ -32,7 +32,6 @@ from incidents.forms import ListControlsForm
 from incidents.models import Incident, TriageReport
 from incidents.rendering import render_cached
 from incidents.roles import RESPOND, VIEW_INCIDENTS, VIEW_REPORTS
-from incidents.saved_views import user_views
 from triage_site.replicas import replica_health
 
 
@@ -139,7 +138,6 @@ class IncidentListView(PermissionRequiredMixin, TemplateView):
             whole_history=oncall_views.whole_history_query(),
             resolutions=Resolution.choices,
             can_respond=request.user.has_perm(RESPOND),
-            saved_views=user_views(request.user),
         )
         return self.render_to_response(context, status=200 if listing is not None else 400)
 

@@ -12,7 +12,8 @@ from incidents.saved_views import MAX_SAVED_VIEWS, clean_query, save_view
 
 pytestmark = pytest.mark.django_db
 
-CREATE = "/views/"
+CREATE = "/views/new/"
+VIEWS = "/views/"
 
 
 def test_a_view_is_saved_from_the_current_list_and_opens_as_its_url(client, viewer):
@@ -24,16 +25,16 @@ def test_a_view_is_saved_from_the_current_list_and_opens_as_its_url(client, view
     assert (view.name, view.query) == ("my clusters", "cluster=a&cluster=b&q=coredns")
     assert response.status_code == 302
     assert response["Location"] == "/?cluster=a&cluster=b&q=coredns"
-    page = client.get(response["Location"])
-    assert page.status_code == 200
-    html = page.content.decode()
+    assert client.get(response["Location"]).status_code == 200
+    html = client.get(VIEWS).content.decode()
     assert 'href="/?cluster=a&amp;cluster=b&amp;q=coredns">my clusters</a>' in html
 
 
 def test_the_list_offers_to_save_itself_with_its_query(client, viewer):
     client.force_login(viewer)
     html = client.get("/", {"severity": "critical", "range": "1h"}).content.decode()
-    form = re.search(r'<form method="post" action="/views/".*?</form>', html, re.S).group(0)
+    form = re.search(r'<form method="post" action="/views/new/".*?</form>', html, re.S).group(0)
+    assert 'href="/views/"' in html
     assert 'name="csrfmiddlewaretoken"' in form
     assert 'name="query" value="severity=critical&amp;range=1h"' in form
 
@@ -74,7 +75,7 @@ def test_views_are_per_user_and_only_the_owner_deletes(client, viewer, django_us
     theirs = save_view(user=other, name="theirs", query="status=failed")
     mine = save_view(user=viewer, name="mine", query="status=pending")
     client.force_login(viewer)
-    html = client.get("/").content.decode()
+    html = client.get(VIEWS).content.decode()
     assert ">mine</a>" in html and ">theirs</a>" not in html
     assert client.post(f"/views/{theirs.pk}/delete/").status_code == 404
     assert client.post(f"/views/{mine.pk}/delete/").status_code == 302
@@ -85,8 +86,12 @@ def test_saving_and_deleting_need_post_with_csrf(viewer):
     client = Client(enforce_csrf_checks=True)
     client.force_login(viewer)
     assert client.get(CREATE).status_code == 405
+    assert (
+        client.post(f"/views/{save_view(user=viewer, name='v', query='').pk}/delete/").status_code
+        == 403
+    )
     assert client.post(CREATE, {"name": "x", "query": ""}).status_code == 403
-    assert not SavedView.objects.exists()
+    assert list(SavedView.objects.values_list("name", flat=True)) == ["v"]
 
 
 def test_signed_out_users_cannot_save(client):

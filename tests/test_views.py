@@ -24,11 +24,11 @@ pytestmark = pytest.mark.django_db
 
 LIST = "/"
 # Session and user (2), the page (1), the capped count (1), the summary (1), the choices (1),
-# the agents' health for the degraded banner (1), the user's saved views (1). A page in the middle
-# of the list adds one: the rows before it, capped.
-LIST_QUERIES_COLD = 8
+# the agents' health for the degraded banner (1). A page in the middle of the list adds one: the
+# rows before it, capped.
+LIST_QUERIES_COLD = 7
 # The summary, the choices and the agents' health from the cache.
-LIST_QUERIES_WARM = 5
+LIST_QUERIES_WARM = 4
 # Sorted by severity the page reads each of the four severities (while the page is not full).
 SEVERITY_SORT_EXTRA = 3
 # Session and user, the incident with its fault and people, executions, reports, the timeline,
