@@ -52,10 +52,13 @@ demo: install ## Migrate, ingest the samples, triage them with the stub agent, s
 	@# those from staging are counted on the silence instead.
 	$(DEV) ingest_events samples/arriving.jsonl
 	$(DEV) create_demo_user
-	@echo "Dashboard: http://127.0.0.1:8000/  (Ctrl-C stops the server and the worker)"
+	@echo "Dashboard: http://127.0.0.1:8000/  (Ctrl-C stops the server, the worker and the arriving faults)"
+	@# ... and keep arriving (the same faults firing again, fresh timestamps) whenever fewer than
+	@# three wait, so the demo always has pending and investigating incidents, however long it runs.
 	TRIAGE_AGENT_COMMAND=stub TRIAGE_STUB_DELAY=15 $(DEV) run_triage --concurrency 1 --poll-interval 2 & worker=$$!; \
+	$(DEV) demo_trickle samples/arriving.jsonl --interval 5 --keep-pending 3 & trickle=$$!; \
 	$(DEV) deliver_notifications --concurrency 1 & deliverer=$$!; \
-	trap 'kill -TERM $$worker $$deliverer 2>/dev/null; wait $$worker $$deliverer' EXIT; \
+	trap 'kill -TERM $$worker $$trickle $$deliverer 2>/dev/null; wait $$worker $$trickle $$deliverer' EXIT; \
 	$(DEV) runserver 127.0.0.1:8000
 
 bench-ingest: install ## Ingestion against COPY on PostgreSQL (DATABASE_URL=postgres://…; EVENTS=200000)

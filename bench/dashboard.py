@@ -16,7 +16,7 @@ they cost when they are not cached).
 
 Pages deep in the list are reached the way a user reaches them: by following the page's own
 "Next" link (page 200) and its "Last" link. Exit status 1 when a target is missed:
-list p95 < 150 ms with at most 12 queries; incident and report pages p95 < 80 ms.
+list p95 < 150 ms with at most 14 queries; incident and report pages p95 < 80 ms.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 LIST_P95_MS = 150.0
-LIST_MAX_QUERIES = 12
+# 12 for the list, 1 for the agents' health, 1 for today's agent spend (the two banners).
+LIST_MAX_QUERIES = 14
 PAGE_P95_MS = 80.0
 
 

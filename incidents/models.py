@@ -36,6 +36,9 @@ DENORMALIZED_FIELDS = (
     "timestamp",
 )
 
+# The numbers of an execution's result.json: never negative (a CHECK constraint each).
+USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cost_usd", "tool_calls")
+
 
 def _not_empty(table: str, field: str) -> models.CheckConstraint:
     return models.CheckConstraint(condition=~Q(**{field: ""}), name=f"{table}_{field}_not_empty")
@@ -161,6 +164,9 @@ class Incident(models.Model):
     resolution_note = models.TextField(blank=True, default="", db_default="")
     occurrences = models.PositiveIntegerField(default=1, db_default=1)
     last_seen_at = models.DateTimeField(help_text="The latest occurrence of the fault.")
+    # The agent profile (TRIAGE_AGENT_PROFILES) its runs use; "" is TRIAGE_AGENT_COMMAND. Set by
+    # a re-run request and kept through requeues, so a lost re-run is retried with the same agent.
+    agent_profile = models.CharField(max_length=64, blank=True, default="", db_default="")
 
     class Meta:
         db_table = "incidents"
@@ -331,6 +337,28 @@ class AgentExecution(models.Model):
     exit_code = models.IntegerField(null=True, blank=True)
     error_message = models.TextField(blank=True, default="")
     log_paths = models.TextField(blank=True, default="", help_text="Comma-separated paths.")
+    # Which agent profile ran ("": TRIAGE_AGENT_COMMAND), and what the agent said of its run in
+    # output/result.json (every field optional: NULL or "" when it did not say).
+    agent_profile = models.CharField(max_length=64, blank=True, default="", db_default="")
+    agent = models.CharField(max_length=255, blank=True, default="", db_default="")
+    model = models.CharField(max_length=255, blank=True, default="", db_default="")
+    input_tokens = models.BigIntegerField(null=True, blank=True)
+    output_tokens = models.BigIntegerField(null=True, blank=True)
+    cache_read_tokens = models.BigIntegerField(null=True, blank=True)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    tool_calls = models.BigIntegerField(null=True, blank=True)
+    result_json = models.TextField(
+        blank=True,
+        default="",
+        db_default="",
+        help_text="output/result.json as the agent wrote it (validated).",
+    )
+    result_error = models.TextField(
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Why output/result.json was not used ('' when it was).",
+    )
 
     class Meta:
         db_table = "agent_executions"
@@ -341,12 +369,27 @@ class AgentExecution(models.Model):
                 | Q(completed_at__gte=models.F("started_at")),
                 name="agent_executions_completed_after_started",
             ),
+            *(
+                models.CheckConstraint(
+                    condition=Q(**{f"{name}__isnull": True}) | Q(**{f"{name}__gte": 0}),
+                    name=f"agent_executions_{name}_not_negative",
+                )
+                for name in USAGE_FIELDS
+            ),
         ]
         indexes = [
             # An incident page lists its executions, newest first.
             models.Index(fields=["incident", "-started_at"], name="agent_executions_incident_idx"),
             # The admin's execution list: newest first, and its date hierarchy.
             models.Index(fields=["-started_at"], name="agent_executions_started_idx"),
+            # Today's spend (the daily budget, checked before every claim, and the dashboard):
+            # a range of completed_at over costed runs only, index-only on PostgreSQL.
+            models.Index(
+                fields=["completed_at"],
+                name="agent_executions_spend_idx",
+                include=["cost_usd"],
+                condition=Q(cost_usd__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -68,6 +68,23 @@ __all__ = [
     "copy_fault_fields",
 ]
 
+# What a run said of itself (output/result.json) and which profile ran: recorded with the run.
+EXECUTION_RESULT_FIELDS = (
+    "agent_profile",
+    "agent",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cost_usd",
+    "tool_calls",
+    "result_json",
+    "result_error",
+)
+
+# How the timeline names the default agent (TRIAGE_AGENT_COMMAND, no profile).
+DEFAULT_AGENT = "default agent"
+
 # How recover_lost_incidents marks (and counts) the executions of workers that died mid-run.
 WORKER_LOST = "worker lost"
 WORKER_LOST_TWICE = "worker lost twice"
@@ -503,6 +520,7 @@ class DjangoStateStore(OnCallMixin):
                     "exit_code",
                     "error_message",
                     "log_paths",
+                    *EXECUTION_RESULT_FIELDS,
                 )
             }
             try:
@@ -779,6 +797,49 @@ class DjangoStateStore(OnCallMixin):
                 by=by,
                 from_value=before,
                 to_value=f"exit code {exit_code}, reason {failure_reason or '—'}",
+            )
+        return incident
+
+    # -- re-runs with an agent profile (the run-cost issue) -----------------------------------
+    def request_rerun(
+        self, incident_id: uuid.UUID | str, *, by: object, profile: str = ""
+    ) -> Incident:
+        """Queue the incident for another triage run with agent profile `profile` ("" is the
+        default agent), recorded on the incident; the worker runs that profile's command and
+        records it on the execution. Earlier executions and reports stay.
+
+        A finished incident is requeued to pending; a pending one just gets the profile. One
+        being investigated is refused (its run is not over). Locks the row between the status
+        check and the write. `by` (the user asking) is on the timeline's rows: the requeue's, and
+        the re-run's (from the previous profile to this one).
+        Raises IncidentNotFound, InvalidTransition, InvalidRecord (an unknown profile).
+        """
+        from incidents.profiles import agent_profiles
+
+        known = agent_profiles()
+        if profile and profile not in known:
+            names = ", ".join(sorted(known)) or "none configured"
+            raise InvalidRecord(
+                f"re-run of incident {incident_id}",
+                {"agent_profile": [f"unknown profile {profile!r} (known: {names})"]},
+            )
+        with transaction.atomic(using=self.using):
+            incident = self._locked_incident(incident_id)
+            if incident.status == Status.INVESTIGATING:
+                raise InvalidTransition(
+                    incident_id, incident.status, Status.PENDING, "an agent is running it now"
+                )
+            previous = incident.agent_profile
+            if incident.status != Status.PENDING:
+                incident = self.update_incident_status(incident.incident_id, Status.PENDING, by=by)
+            incident.agent_profile = profile
+            incident.save(using=self.using, update_fields=["agent_profile"])
+            self._record_activity(
+                ActivityKind.RERUN,
+                incident=incident,
+                by=by,
+                from_value=previous or DEFAULT_AGENT,
+                to_value=profile or DEFAULT_AGENT,
             )
         return incident
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from incidents import oncall_views, saved_views, views
+from incidents import oncall_views, rerun_views, saved_views, views
 
 app_name = "incidents"
 
@@ -11,6 +11,11 @@ urlpatterns = [
     # The filtered list as CSV: the same query string as the list.
     path("incidents.csv", views.IncidentExportView.as_view(), name="export"),
     path("incidents/<uuid:incident_id>/", views.IncidentDetailView.as_view(), name="detail"),
+    path(
+        "incidents/<uuid:incident_id>/rerun/",
+        rerun_views.IncidentRerunView.as_view(),
+        name="rerun",
+    ),
     # On-call actions (POST): on the selected rows of the list, and on one incident.
     path("incidents/actions/", oncall_views.BulkActionView.as_view(), name="bulk-action"),
     path(
@@ -31,6 +36,12 @@ urlpatterns = [
         "views/<int:view_id>/delete/",
         saved_views.SavedViewDeleteView.as_view(),
         name="saved-view-delete",
+    ),
+    # An agent run's whole log (stdout or stderr), as text; never a path from the request.
+    path(
+        "executions/<uuid:execution_id>/logs/<str:stream>/",
+        views.ExecutionLogView.as_view(),
+        name="execution-log",
     ),
     path("reports/<uuid:report_id>/", views.ReportDetailView.as_view(), name="report"),
     path("reports/<uuid:report_id>/raw/", views.ReportRawView.as_view(), name="report-raw"),

@@ -25,12 +25,16 @@ from django.views.decorators.http import require_safe
 from django.views.generic import DetailView, TemplateView
 from django.views.generic.detail import SingleObjectMixin
 
-from incidents import oncall_views, selectors
-from incidents.choices import Resolution
+from incidents import failures, live, oncall_views, selectors
+from incidents.budget import budget_state
+from incidents.choices import Resolution, Status
+from incidents.context import printable
 from incidents.filters import IncidentFilterSet
 from incidents.forms import ListControlsForm
-from incidents.models import Incident, TriageReport
+from incidents.models import AgentExecution, Incident, TriageReport
 from incidents.rendering import render_cached
+from incidents.report_summary import summarize_report
+from incidents.rerun_views import RerunForm, can_rerun
 from incidents.roles import RESPOND, VIEW_INCIDENTS, VIEW_REPORTS
 from triage_site.replicas import replica_health
 
@@ -121,15 +125,26 @@ class IncidentListView(PermissionRequiredMixin, TemplateView):
         controls = ListControlsForm(request.GET)
         context = self.get_context_data(filterset=filterset, controls=controls)
         listing = self.listing(filterset, controls)
+        default_view = filterset.is_default
         context.update(
             listing or {},
             valid=listing is not None,
-            refresh_seconds=REFRESH_SECONDS,
+            refresh_seconds=live.refresh_seconds(request),
+            refresh_choices=live.REFRESH_LABELS,
+            # What needs a human, for the tab's title: the default view's own count when shown.
+            needs_human=listing["count"] if listing and default_view else live.needs_a_human(),
+            seen=live.seen(
+                live.last_look(request),
+                listing["page"],
+                newest_first=listing["sort_key"] == selectors.DEFAULT_SORT,
+            )
+            if listing
+            else None,
             presets=_range_presets(request),
             default_window_days=selectors.DEFAULT_WINDOW_DAYS,
             max_chart_days=selectors.MAX_CHART_DAYS,
             summary_cache_seconds=selectors.SUMMARY_CACHE_SECONDS,
-            default_view=filterset.is_default,
+            default_view=default_view,
             # An empty default view says how incidents arrive when there are none at all.
             no_incidents=bool(listing and not listing["page"].rows and filterset.is_default)
             and not Incident.objects.exists(),
@@ -138,8 +153,10 @@ class IncidentListView(PermissionRequiredMixin, TemplateView):
             whole_history=oncall_views.whole_history_query(),
             resolutions=Resolution.choices,
             can_respond=request.user.has_perm(RESPOND),
+            budget=budget_state(),  # today's spend, and whether the budget paused the agents
         )
-        return self.render_to_response(context, status=200 if listing is not None else 400)
+        response = self.render_to_response(context, status=200 if listing is not None else 400)
+        return live.forget_auto_reload(response)
 
     @staticmethod
     def listing(filterset: IncidentFilterSet, controls: ListControlsForm) -> dict | None:
@@ -186,12 +203,9 @@ class IncidentListView(PermissionRequiredMixin, TemplateView):
             ),
             "time_range": time_range,
             "range_description": time_range.description,
-            "refresh": options["refresh"],
             "filtered": filterset.active,
         }
 
-
-REFRESH_SECONDS = 30
 
 CSV_COLUMNS = (
     "incident_id",
@@ -326,15 +340,67 @@ class IncidentDetailView(PermissionRequiredMixin, DetailView):
         context = super().get_context_data(**kwargs)
         incident: Incident = self.object
         reports = list(incident.reports.all())
+        executions = list(incident.executions.all())
         context.update(
-            executions=list(incident.executions.all()),
+            executions=executions,
             reports=reports,
             latest_report=render_cached(reports[0].report_markdown) if reports else None,
+            report_summary=summarize_report(reports[0].report_markdown) if reports else None,
+            **failure_context(incident, executions),
             recurrences=selectors.recurrences(incident),
             timeline=list(incident.activity.all()),
             **oncall_views.detail_context(self.request, incident),
+            rerun_form=RerunForm() if can_rerun(self.request.user) else None,
         )
         return context
+
+
+def failure_context(incident: Incident, executions: list[AgentExecution]) -> dict:
+    """For a failed or agent_failed incident: what happened in words, and the newest run's
+    stdout and stderr tails (and the refused report when it was too small)."""
+    if incident.status not in (Status.FAILED, Status.AGENT_FAILED):
+        return {"failure": None}
+    context: dict = {"failure": failures.explain(incident), "tail_lines": failures.TAIL_LINES}
+    if not executions:
+        return {**context, "log_tails": [], "undersized_report": None}
+    latest = executions[0]
+    small = "report too small" in (incident.failure_reason or "")
+    return {
+        **context,
+        "failed_execution": latest,
+        "log_tails": [failures.log_tail(latest, stream) for stream in ("stderr", "stdout")],
+        "undersized_report": failures.undersized_report(latest) if small else None,
+    }
+
+
+class ExecutionLogView(PermissionRequiredMixin, SingleObjectMixin, View):
+    """One of an execution's logs, whole, as text/plain: the file the worker recorded for the
+    stream, read only from inside TRIAGE_WORKSPACE_ROOT (see `incidents.failures`). A log that
+    cannot be read answers 404 with the reason, never with the server's path."""
+
+    permission_required = VIEW_INCIDENTS
+    pk_url_kwarg = "execution_id"
+
+    def get_queryset(self) -> QuerySet[AgentExecution]:
+        return AgentExecution.objects.only("execution_id", "log_paths")
+
+    def get(self, request: HttpRequest, *args, stream: str, **kwargs) -> HttpResponse:
+        execution = self.get_object()
+        try:
+            data = failures.read_log(execution, stream)
+        except failures.LogUnavailable as error:
+            return HttpResponse(
+                f"No {stream} log to show: {error}.\n",
+                status=404,
+                content_type="text/plain; charset=utf-8",
+            )
+        text = printable(data.decode("utf-8", errors="replace"))
+        response = HttpResponse(text, content_type="text/plain; charset=utf-8")
+        response["Content-Disposition"] = (
+            f'inline; filename="agent-{execution.execution_id}.{stream}.log"'
+        )
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
 
 
 class ReportDetailView(PermissionRequiredMixin, DetailView):

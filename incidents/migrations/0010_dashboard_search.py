@@ -36,7 +36,7 @@ def drop_search_index(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0008_api_tokens"),
+        ("incidents", "0009_run_cost"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -3,12 +3,18 @@
 (function () {
   "use strict";
 
-  // Auto-refresh: the server marks <body data-refresh="30"> when ?refresh=1 is in the URL, so
-  // the state lives in the URL. Reload the same URL, but never while someone is typing in a
-  // form or the tab is hidden (then reload as soon as it is visible again).
+  // Auto-refresh: the server marks <body data-refresh="30"> with the period the user chose
+  // (remembered in their session; on at 30 s by default). Reload the same URL, but never while
+  // someone is typing in a form or the tab is hidden (then reload as soon as it is visible
+  // again). The short-lived cookie tells the server this load is not a look at the list, so
+  // "N new since you looked" keeps counting from the last time a person loaded it.
   var seconds = parseInt(document.body.getAttribute("data-refresh") || "", 10);
   if (seconds > 0) {
     var due = false;
+    var reload = function () {
+      document.cookie = "triage_autoreload=1; path=/; max-age=20; SameSite=Strict";
+      window.location.reload();
+    };
     var busy = function () {
       var el = document.activeElement;
       return el && /^(INPUT|SELECT|TEXTAREA)$/.test(el.tagName);
@@ -18,11 +24,11 @@
         due = true;
         return;
       }
-      window.location.reload();
+      reload();
     };
     window.setInterval(tick, seconds * 1000);
     document.addEventListener("visibilitychange", function () {
-      if (due && !document.hidden && !busy()) window.location.reload();
+      if (due && !document.hidden && !busy()) reload();
     });
   }
 
@@ -59,12 +65,6 @@
     enable(quieted);
     quieted = [];
   });
-
-  // On a narrow screen the filter panel starts folded so the incidents come first.
-  if (window.matchMedia && window.matchMedia("(max-width: 900px)").matches) {
-    var panels = document.querySelectorAll("details[data-collapse-narrow]");
-    for (var i = 0; i < panels.length; i++) panels[i].open = false;
-  }
 
   // Type-ahead for long checkbox lists (cluster, namespace, kind, fault type): a text box above
   // the list hides the choices that do not contain what is typed; checked ones always stay.

@@ -79,6 +79,18 @@ def sre(django_user_model):
     return user
 
 
+def screenshot(page, name: str, *, full_page: bool = False) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name), full_page=full_page)
+
+
+def open_filters(page) -> None:
+    """Unfold the filter panel (folded by default so the incidents come first)."""
+    panel = page.locator("details.filters")
+    if panel.get_attribute("open") is None:
+        panel.locator("summary").click()
+
+
 def sign_in(page, live_server, user) -> None:
     page.goto(f"{live_server.url}/accounts/login/")
     page.get_by_label("Username").fill(user.get_username())

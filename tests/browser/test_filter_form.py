@@ -4,7 +4,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from tests.browser.conftest import sign_in
+from tests.browser.conftest import open_filters, sign_in
 from tests.builders import make_incident
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -15,6 +15,7 @@ def test_apply_sends_only_the_fields_that_say_something(page, live_server, sre):
     sign_in(page, live_server, sre)
     # By name and value: the filter form's layout is not what this test is about.
     form = page.locator('form[method="get"]:has([name="status"])')
+    open_filters(page)
     form.locator('input[name="status"][value="failed"]').check()
     form.locator('[type="submit"]').click()
     page.wait_for_url("**/?*")
@@ -27,6 +28,7 @@ def test_apply_sends_only_the_fields_that_say_something(page, live_server, sre):
     page.go_back()
     page.wait_for_url(f"{live_server.url}/")
     assert form.locator("[disabled]").count() == 0
+    open_filters(page)
     form.locator('[name="q"]').fill("payments")
     form.locator('[type="submit"]').click()
     page.wait_for_url("**/?*q=payments*")
