@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from incidents import oncall_views, rerun_views, views
+from incidents import oncall_views, rerun_views, saved_views, views
 
 app_name = "incidents"
 
@@ -28,6 +28,14 @@ urlpatterns = [
         "silences/<int:silence_id>/expire/",
         oncall_views.ExpireSilenceView.as_view(),
         name="silence-expire",
+    ),
+    # Saved list views: the user's list; save the current list under a name, delete one (POST).
+    path("views/", saved_views.SavedViewListView.as_view(), name="saved-views"),
+    path("views/new/", saved_views.SavedViewCreateView.as_view(), name="saved-view-create"),
+    path(
+        "views/<int:view_id>/delete/",
+        saved_views.SavedViewDeleteView.as_view(),
+        name="saved-view-delete",
     ),
     # An agent run's whole log (stdout or stderr), as text; never a path from the request.
     path(

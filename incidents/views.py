@@ -165,30 +165,44 @@ class IncidentListView(PermissionRequiredMixin, TemplateView):
             return None
         options = controls.cleaned_data
         queryset = filterset.qs
+        sort = selectors.SORTS[options["sort"]]
+        count = selectors.capped_count(queryset)
+        # "Last" shows exactly the rows after the last full page when the count is exact, so it
+        # is the page "Next" would reach; beyond the count's bound it is the last PAGE_SIZE.
+        size = selectors.PAGE_SIZE
+        if options["last"] and not count.capped and count.value % size:
+            size = count.value % size
         try:
             page = selectors.paginate(
                 queryset,
-                sort=selectors.SORTS[options["sort"]],
+                sort=sort,
                 after=options["after"] or None,
                 before=options["before"] or None,
                 last=options["last"],
+                size=size,
             )
         except selectors.InvalidCursor as error:
             controls.add_error(None, f"{error}: start again from the newest incidents.")
             return None
+        time_range = filterset.time_range()
         window = selectors.summary_window(
-            filterset.form.cleaned_data.get("created_after"),
-            filterset.form.cleaned_data.get("created_before"),
+            time_range.start,
+            time_range.end,
+            column=time_range.column,
+            relative=time_range.quick,
         )
         return {
             "page": page,
+            "position": selectors.page_position(queryset, sort=sort, page=page, total=count),
             "sort_key": options["sort"],
-            "sort_label": selectors.SORTS[options["sort"]].label.lower(),
+            "sort_label": sort.label.lower(),
             **_sort_toggles(options["sort"]),
-            "count": selectors.capped_count(queryset),
+            "count": count,
             "summary": selectors.summarize(
                 queryset, window, cache_key=_filter_cache_key(filterset)
             ),
+            "time_range": time_range,
+            "range_description": time_range.description,
             "filtered": filterset.active,
         }
 

@@ -96,9 +96,11 @@ def test_constraints_and_indexes_are_named():
         "incidents_kind_created_idx",
         "incidents_ns_created_idx",
         "incidents_ftype_created_idx",
+        "incidents_timestamp_idx",
+        "incidents_oncall_ts_idx",
     } <= names
     if connection.vendor == "postgresql":
-        assert "incidents_name_trgm_idx" in names
+        assert "incidents_search_trgm_idx" in names
 
 
 @pytest.mark.django_db(transaction=True)
