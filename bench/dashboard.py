@@ -16,7 +16,7 @@ they cost when they are not cached).
 
 Pages deep in the list are reached the way a user reaches them: by following the page's own
 "Next" link (page 200) and its "Last" link. Exit status 1 when a target is missed:
-list p95 < 150 ms with at most 12 queries; incident and report pages p95 < 80 ms.
+list p95 < 150 ms with at most 14 queries; incident and report pages p95 < 80 ms.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 LIST_P95_MS = 150.0
-LIST_MAX_QUERIES = 12
+# 12 for the list, 1 for the agents' health, 1 for today's agent spend (the two banners).
+LIST_MAX_QUERIES = 14
 PAGE_P95_MS = 80.0
 
 
@@ -231,7 +232,7 @@ def requests_to_make(client) -> list[tuple[str, str, str, str]]:
     pod = (
         Incident.objects.filter(resource_kind="Pod")
         .order_by("-created_at")
-        .only("resource_name", "resource_namespace")
+        .only("resource_name", "resource_namespace", "fault_id")
         .first()
     )
     report = (
@@ -251,9 +252,47 @@ def requests_to_make(client) -> list[tuple[str, str, str, str]]:
         ("q", pod.resource_name.split("-")[-2]),  # a ReplicaSet hash: a few pods' names
     ]
     combined = {"status": "failed", "severity": "critical", "cluster": newest.cluster}
+    # `q`, one of each kind of term, over the whole history (no on-call default narrowing).
+    every = [("oncall", state) for state in ("open", "acknowledged", "closed")]
+    path = f"{pod.resource_namespace}/Pod/{pod.resource_name}"
+    searches = [
+        ("namespace", pod.resource_namespace),
+        ("path", path),
+        ("cluster", newest.cluster),
+        ("fault type", "crashloop"),
+        ("fault id prefix", pod.fault_id[:8].upper()),
+        ("short id", str(pod.incident_id)[:8]),
+        ("two words", f"{pod.resource_name} {pod.resource_namespace}"),
+        ("phrase", f'"Pod/{pod.resource_name}"'),
+        ("rare word", "zzqx"),  # matches nothing: the index says so without reading rows
+    ]
+    ranges = [
+        ("range=15m", {"range": "15m"}),
+        ("range=1h", {"range": "1h"}),
+        ("range=6h", {"range": "6h"}),
+        (
+            "range=24h (whole history)",
+            {"range": "24h", "oncall": ["open", "acknowledged", "closed"]},
+        ),
+        ("range=7d (whole history)", {"range": "7d", "oncall": ["open", "acknowledged", "closed"]}),
+        (
+            "range=30d (whole history)",
+            {"range": "30d", "oncall": ["open", "acknowledged", "closed"]},
+        ),
+        ("range=7d&time=received", {"range": "7d", "time": "received"}),
+        ("occurred_after=now-1h&status=failed", {"occurred_after": "now-1h", "status": "failed"}),
+    ]
     wanted = [("list", home, "list", "incidents")]
     wanted += [
         (f"list {k}={v}", f"{home}?{urlencode({k: v})}", "list", "incidents") for k, v in filters
+    ]
+    wanted += [
+        (f"list q: {kind}", f"{home}?{urlencode([('q', term), *every])}", "list", "incidents")
+        for kind, term in searches
+    ]
+    wanted += [
+        (f"list {name}", f"{home}?{urlencode(params, doseq=True)}", "list", "incidents")
+        for name, params in ranges
     ]
     wanted.append(
         ("list status+severity+cluster", f"{home}?{urlencode(combined)}", "list", "incidents")

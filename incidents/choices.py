@@ -55,6 +55,7 @@ class ActivityKind(models.TextChoices):
     REOPENED = "reopened", "Reopened"
     SILENCE_CREATED = "silence_created", "Silence created"
     SILENCE_EXPIRED = "silence_expired", "Silence expired"
+    RERUN = "rerun", "Re-run requested"  # with an agent profile (the run-cost issue)
     VERDICT = "verdict", "Report judged"
 
 

@@ -1,12 +1,19 @@
 """`IncidentFilterSet`: the dashboard's filters, read from the query string (the contract's names).
 
-- Every parameter but the two dates repeats for several values (`?status=failed&status=pending`,
-  `?namespace=payments&namespace=checkout`); the page offers one drop-down value for namespace,
-  kind and fault type, and a shared link may carry more.
-- `created_after` / `created_before` take an ISO date or datetime (naive means UTC). A date as
-  `created_before` includes that whole day: `created_before=2025-12-20` ends at midnight after it.
-- `q` matches a resource name (case-insensitive substring), a fault id or an incident id (exact);
-  several `q` match any of them.
+- Every parameter but the dates, `range` and `time` repeats for several values
+  (`?status=failed&status=pending`, `?namespace=payments&namespace=checkout`); cluster, namespace,
+  kind and fault type are checkbox lists with the number of faults beside each value (a type-ahead
+  in `static/incidents/app.js` narrows long lists; without JavaScript they are plain checkboxes).
+- `occurred_after` / `occurred_before` bound the fault's `timestamp`; `range` (15m, 1h, 6h, 24h,
+  7d, 30d, custom) is a quick range ending now, on fault time unless `time=received`. A reversed
+  range, or a quick range beside a from-date of the same time, is a form error.
+- `created_after` / `created_before` (and the `occurred_*` pair) take an ISO date or datetime
+  (naive means UTC) or `now`, `now-15m`, `now-1h`, `now-7d`. A date as an upper bound includes
+  that whole day: `created_before=2025-12-20` ends at midnight after it.
+- `q` matches what the list shows: resource name, namespace, kind, the `namespace/Kind/name` path,
+  cluster, fault type, fault id (any case, a substring or prefix), an incident id (full or its
+  8-character short form). Several words, or several `q`, narrow; "quoted phrases" stay together
+  (`incidents.search`).
 
 Invalid values make the form invalid; the view then shows the errors and no rows, never every row.
 Cluster, namespace, kind and fault type choices come from the data (`selectors.filter_choices`,
@@ -17,7 +24,8 @@ the cache, and simply matches what it matches.
 from __future__ import annotations
 
 import operator
-import uuid
+import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from functools import reduce
 
@@ -30,6 +38,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from incidents.choices import NEEDS_A_HUMAN, OnCallState, Severity, Status, Verdict
 from incidents.models import Incident, ReportVerdict
+from incidents.search import SearchText, known_values, search_terms, term_condition
 from incidents.selectors import FilterChoices, filter_choices
 
 MAX_VALUES = 50  # per repeated parameter: more is a mistake or an attack, not a filter
@@ -37,6 +46,23 @@ MAX_TEXT = 255  # the columns' max_length
 # The dates a time bound may name: far wider than any incident history, far from datetime's ends.
 EARLIEST_BOUND = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_BOUND = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+# `now`, `now-15m`, `now-1h`, `now-7d`, `now-2w`: a moment before the request.
+_RELATIVE = re.compile(r"now(?:\s*-\s*(\d{1,7})\s*([mhdw]))?")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+# `range`: the quick ranges, each the last so long before now.
+QUICK_RANGES = {
+    "15m": ("last 15 minutes", timedelta(minutes=15)),
+    "1h": ("last hour", timedelta(hours=1)),
+    "6h": ("last 6 hours", timedelta(hours=6)),
+    "24h": ("last 24 hours", timedelta(hours=24)),
+    "7d": ("last 7 days", timedelta(days=7)),
+    "30d": ("last 30 days", timedelta(days=30)),
+}
+# `time`: which moment the range, the time filters' summary window and chart count by.
+TIME_BASES = {"occurred": ("timestamp", "fault time"), "received": ("created_at", "received")}
+DEFAULT_TIME_BASIS = "occurred"
 
 
 def _plausible(value: str) -> bool:
@@ -69,8 +95,8 @@ def _values(data, name: str) -> list[str]:
     return [value for value in values if value and str(value).strip()]
 
 
-class RepeatableSelect(forms.Select):
-    """A drop-down that still reads every repeat of its parameter (blank means "any")."""
+class RepeatableCheckboxes(forms.CheckboxSelectMultiple):
+    """Checkboxes that ignore blank values (a hand-written `?namespace=` means "any")."""
 
     def value_from_datadict(self, data, files, name: str) -> list[str]:
         return _values(data, name)
@@ -126,7 +152,10 @@ class TimeBoundField(forms.CharField):
     """
 
     default_error_messages = {
-        "invalid": "Enter a date (2025-12-20) or a date and time (2025-12-20T15:30:00Z).",
+        "invalid": (
+            "Enter a date (2025-12-20), a date and time (2025-12-20T15:30:00Z) "
+            "or a time before now (now-15m, now-1h, now-7d)."
+        ),
     }
 
     def __init__(self, *, upper: bool = False, **kwargs) -> None:
@@ -138,6 +167,13 @@ class TimeBoundField(forms.CharField):
         text = (super().to_python(value) or "").strip()
         if not text:
             return None
+        relative = _RELATIVE.fullmatch(text.lower())
+        if relative:
+            amount, unit = relative.group(1), relative.group(2)
+            delta = timedelta(**{_UNITS[unit]: int(amount)}) if amount else timedelta()
+            if delta > LATEST_BOUND - EARLIEST_BOUND:
+                raise ValidationError(self.error_messages["invalid"], code="invalid")
+            return timezone.now() - delta
         try:
             # A bare date first: parse_datetime would read it as midnight, losing "whole day".
             day = parse_date(text) if len(text) == 10 else None
@@ -193,14 +229,79 @@ class TimeBoundFilter(django_filters.Filter):
     field_class = TimeBoundField
 
 
-# The drop-downs' first option: no filter.
-ANY_LABELS = {
-    "namespace": "Any namespace",
-    "resource_kind": "Any kind",
-    "fault_type": "Any fault type",
-}
-# A trigram index serves substring search from three characters on.
-MIN_SUBSTRING_SEARCH = 3
+def _implied_basis(data: dict) -> str:
+    """The time basis when `time` is not given: received time when only created_* bounds are
+    given (a link from before fault time existed means what it meant), else fault time."""
+    if data.get("range") in QUICK_RANGES:
+        return DEFAULT_TIME_BASIS
+    created = data.get("created_after") or data.get("created_before")
+    occurred = data.get("occurred_after") or data.get("occurred_before")
+    return "received" if created and not occurred else DEFAULT_TIME_BASIS
+
+
+# Parameters of the filter form that narrow nothing by themselves.
+NOT_FILTERS = ("time",)
+
+
+class TimeRangeForm(forms.Form):
+    """The filters' form: a range ends after it starts; a quick range or dates, not both."""
+
+    def clean(self) -> dict:
+        data = super().clean()
+        for prefix, label in (("created", "Created"), ("occurred", "Occurred")):
+            start, end = data.get(f"{prefix}_after"), data.get(f"{prefix}_before")
+            if start is not None and end is not None and start >= end:
+                self.add_error(
+                    f"{prefix}_before",
+                    f"{label} until ({end:%Y-%m-%d %H:%M} UTC) must be later than "
+                    f"{label.lower()} from ({start:%Y-%m-%d %H:%M} UTC).",
+                )
+        quick = data.get("range")
+        prefix = (
+            "occurred" if (data.get("time") or _implied_basis(data)) == "occurred" else "created"
+        )
+        if quick in QUICK_RANGES and data.get(f"{prefix}_after") is not None:
+            self.add_error(
+                "range",
+                f"Choose a quick range or a {prefix}-from date, not both "
+                f"(or set the range to Custom).",
+            )
+        return data
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """The time range the list shows: on which basis, from and until when (None: open)."""
+
+    basis: str  # a key of TIME_BASES
+    start: datetime | None
+    end: datetime | None
+    quick: str | None  # a key of QUICK_RANGES when the range is one
+
+    @property
+    def column(self) -> str:
+        return TIME_BASES[self.basis][0]
+
+    @property
+    def description(self) -> str:
+        """The range in words, for the heading: "fault time: last hour", "received: all time"."""
+        what = TIME_BASES[self.basis][1]
+        if self.quick:
+            return f"{what}: {QUICK_RANGES[self.quick][0]}"
+        if self.start is None and self.end is None:
+            return f"{what}: all time"
+        if self.end is None:
+            return f"{what}: since {_moment(self.start)}"
+        if self.start is None:
+            return f"{what}: before {_moment(self.end)}"
+        return f"{what}: {_moment(self.start)} to {_moment(self.end)}"
+
+
+def _moment(value: datetime) -> str:
+    value = value.astimezone(UTC)
+    if value.time() == time.min:
+        return f"{value:%Y-%m-%d}"
+    return f"{value:%Y-%m-%d %H:%M:%S} UTC"
 
 
 class IncidentFilterSet(django_filters.FilterSet):
@@ -231,28 +332,28 @@ class IncidentFilterSet(django_filters.FilterSet):
         field_name="cluster",
         lookup_expr="in",
         choices=[],
-        widget=forms.CheckboxSelectMultiple,
+        widget=RepeatableCheckboxes,
         label="Cluster",
     )
     namespace = OpenValuesInFilter(
         field_name="resource_namespace",
         lookup_expr="in",
         choices=[],
-        widget=RepeatableSelect,
+        widget=RepeatableCheckboxes,
         label="Namespace",
     )
     resource_kind = OpenValuesInFilter(
         field_name="resource_kind",
         lookup_expr="in",
         choices=[],
-        widget=RepeatableSelect,
+        widget=RepeatableCheckboxes,
         label="Kind",
     )
     fault_type = OpenValuesInFilter(
         field_name="fault_type",
         lookup_expr="in",
         choices=[],
-        widget=RepeatableSelect,
+        widget=RepeatableCheckboxes,
         label="Fault type",
     )
     created_after = TimeBoundFilter(
@@ -268,17 +369,39 @@ class IncidentFilterSet(django_filters.FilterSet):
         label="Created until",
         widget=forms.TextInput(attrs={"placeholder": "YYYY-MM-DD", "inputmode": "numeric"}),
     )
+    occurred_after = TimeBoundFilter(
+        field_name="timestamp",
+        lookup_expr="gte",
+        label="Occurred from",
+        widget=forms.TextInput(attrs={"placeholder": "YYYY-MM-DD or now-1h"}),
+    )
+    occurred_before = TimeBoundFilter(
+        field_name="timestamp",
+        lookup_expr="lt",
+        upper=True,
+        label="Occurred until",
+        widget=forms.TextInput(attrs={"placeholder": "YYYY-MM-DD or now"}),
+    )
+    range = django_filters.ChoiceFilter(
+        method="filter_range",
+        choices=[(key, label.capitalize()) for key, (label, _) in QUICK_RANGES.items()]
+        + [("custom", "Custom (the dates)")],
+        empty_label="Any time",
+        label="Time range",
+    )
+    time = django_filters.ChoiceFilter(
+        method="filter_basis",
+        choices=[("occurred", "Fault time"), ("received", "Received")],
+        empty_label=None,
+        widget=forms.RadioSelect,
+        label="Time is",
+    )
     # Verdicts on the incident's reports: any of the chosen verdicts, "any" (judged) or "none".
     verdict = ClosedValuesInFilter(
         method="filter_verdict",
         lookup_expr="in",
-        choices=[
-            ("", "Any verdict"),
-            *Verdict.choices,
-            ("any", "Has a verdict"),
-            ("none", "No verdict"),
-        ],
-        widget=RepeatableSelect,
+        choices=[*Verdict.choices, ("any", "Has a verdict"), ("none", "No verdict")],
+        widget=forms.CheckboxSelectMultiple,
         label="Verdict",
     )
     # The lookup is named for the record; `filter_q` ORs it with exact fault and incident ids.
@@ -288,17 +411,19 @@ class IncidentFilterSet(django_filters.FilterSet):
         max_length=200,
         label="Search",
         widget=RepeatableSearchInput(
-            attrs={"placeholder": "resource name, fault id or incident id"}
+            attrs={"placeholder": 'name, namespace, kind, cluster, fault, id; "a phrase"'}
         ),
     )
 
     class Meta:
         model = Incident
         fields: list[str] = []  # every filter is declared above
+        form = TimeRangeForm
 
     def __init__(self, *args, choices: FilterChoices | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         choices = choices or filter_choices()
+        self.choices = choices
         data = self.data or {}
         for name, values in (
             ("cluster", choices.clusters),
@@ -310,30 +435,54 @@ class IncidentFilterSet(django_filters.FilterSet):
             # Keep a chosen value visible (and selected) even when the cache has not seen it yet.
             chosen = data.getlist(name) if hasattr(data, "getlist") else [data.get(name)]
             offered += [value for value in chosen if value and _plausible(value)][:MAX_VALUES]
-            any_value = [("", ANY_LABELS[name])] if name in ANY_LABELS else []
-            self.filters[name].extra["choices"] = any_value + [
-                (value, value) for value in dict.fromkeys(offered)
+            counts = choices.counts.get(name, {})
+            self.filters[name].extra["choices"] = [
+                (value, f"{value} ({counts[value]:,})" if value in counts else value)
+                for value in dict.fromkeys(offered)
             ]
+
+    def filter_range(self, queryset: QuerySet[Incident], name: str, value: str):
+        """The last 15 minutes ... 30 days before now, of fault time or received time."""
+        if value not in QUICK_RANGES:
+            return queryset  # "custom": the date fields say it
+        data = self.form.cleaned_data
+        column = TIME_BASES[data.get("time") or _implied_basis(data)][0]
+        start = timezone.now() - QUICK_RANGES[value][1]
+        return queryset.filter(**{f"{column}__gte": start})
+
+    def filter_basis(self, queryset: QuerySet[Incident], name: str, value: str):
+        return queryset  # not a filter: which time `range` and the summary count by
+
+    def time_range(self, *, now: datetime | None = None) -> TimeRange:
+        """The time range the list shows, on the chosen basis (call on a valid form)."""
+        data = self.form.cleaned_data
+        basis = data.get("time") or _implied_basis(data)
+        prefix = "occurred" if basis == "occurred" else "created"
+        start, end = data.get(f"{prefix}_after"), data.get(f"{prefix}_before")
+        quick = data.get("range") if data.get("range") in QUICK_RANGES else None
+        if quick:
+            start = (now or timezone.now()) - QUICK_RANGES[quick][1]
+        return TimeRange(basis=basis, start=start, end=end, quick=quick)
 
     def filter_q(
         self, queryset: QuerySet[Incident], name: str, value: list[str]
     ) -> QuerySet[Incident]:
-        """Each term: resource name contains it (trigram index on PostgreSQL), or the fault id is
-        it, or the incident id is it when it is a UUID. Several terms match any of them.
-
-        A term shorter than a trigram is matched as a whole fault id only: no index can serve
-        `LIKE '%ab%'`, and at a million rows that scan costs half a second per request.
-        """
-        condition = Q()
-        for text in value:
-            condition |= Q(fault_id=text)
-            if len(text) >= MIN_SUBSTRING_SEARCH:
-                condition |= Q(resource_name__icontains=text)
-            try:
-                condition |= Q(incident_id=uuid.UUID(text))
-            except ValueError:
-                pass
-        return queryset.filter(condition) if value else queryset
+        """Every term of every `q` must match (see `incidents.search`)."""
+        terms = search_terms(value)
+        if not terms:
+            return queryset
+        queryset = queryset.alias(search_text=SearchText())
+        known = known_values(
+            {
+                "cluster": self.choices.clusters,
+                "resource_namespace": self.choices.namespaces,
+                "resource_kind": self.choices.kinds,
+                "fault_type": self.choices.fault_types,
+            }
+        )
+        for term in terms:
+            queryset = queryset.filter(term_condition(term, known))
+        return queryset
 
     def filter_verdict(
         self, queryset: QuerySet[Incident], name: str, value: list[str]
@@ -356,7 +505,7 @@ class IncidentFilterSet(django_filters.FilterSet):
         """The filters of `data`; with none given at all, what needs a human now (on call open
         or acknowledged). Any explicit filter, `oncall` included, replaces the default, so a
         link with filters means what it says."""
-        if not any(name in data for name in cls.base_filters):
+        if not any(name in data for name in cls.base_filters if name not in NOT_FILTERS):
             data = data.copy()
             data.setlist("oncall", list(NEEDS_A_HUMAN))
             filterset = cls(data, **kwargs)
@@ -370,5 +519,7 @@ class IncidentFilterSet(django_filters.FilterSet):
     def active(self) -> bool:
         """Whether a valid filter narrows the list."""
         return self.form.is_valid() and any(
-            self.form.cleaned_data.get(name) not in (None, "", []) for name in self.filters
+            self.form.cleaned_data.get(name) not in (None, "", [])
+            for name in self.filters
+            if name not in NOT_FILTERS
         )

@@ -33,8 +33,10 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
-from incidents.choices import OPEN_STATUSES, Severity, Status
+from incidents.choices import OPEN_STATUSES, OnCallState, Severity, Status
 from incidents.models import Incident
+from incidents.notifications.kinds import DeliveryStatus
+from incidents.notifications.models import AgentHealth, Notification
 
 # --- process counters ----------------------------------------------------------------------
 
@@ -66,7 +68,7 @@ def observe_agent_run(outcome: str, seconds: float) -> None:
 
 # --- per-scrape gauges ---------------------------------------------------------------------
 
-DATABASE_QUERIES = 4
+DATABASE_QUERIES = 7
 # Finished incidents are counted over a recent window only: a count of the whole table reads
 # every index entry (about 0.5 s at 1 M incidents on PostgreSQL, per scrape), while a window's
 # cost follows the ingest rate, not the history kept. Rates over longer spans come from the
@@ -139,7 +141,57 @@ class DatabaseCollector(Collector):
             "How long the longest-running investigation has run (0 when none runs).",
             _age(oldest_running, now),
         )
-        # The on-call state (acknowledged, closed…) will add its gauge here once it exists.
+        yield from _oncall_and_delivery_gauges(now)
+
+
+# Closed incidents are the whole history (not counted: unbounded); open and acknowledged are
+# the range of incidents_oncall_created_idx that people still work on.
+_ONCALL_COUNTED = (OnCallState.OPEN, OnCallState.ACKNOWLEDGED)
+
+
+def _oncall_and_delivery_gauges(now: datetime) -> Iterator:
+    """Incidents by on-call state (open, acknowledged), the last 24 hours' notification
+    deliveries by outcome, and whether the agents are degraded: three queries."""
+    rows = (
+        Incident.objects.filter(oncall_state__in=_ONCALL_COUNTED)
+        .order_by()
+        .values_list("oncall_state")
+        .annotate(n=Count("*"))
+    )
+    by_state = dict(rows)
+    family = GaugeMetricFamily(
+        "triage_oncall_incidents",
+        "Incidents that people still work on, by on-call state (open, acknowledged).",
+        labels=["state"],
+    )
+    for state in _ONCALL_COUNTED:
+        family.add_metric([state], by_state.get(state, 0))
+    yield family
+    # The outbox over the recent window (notifications_created_idx): its size follows the event
+    # rate, not the history kept, like triage_recent_incidents.
+    deliveries = dict(
+        Notification.objects.filter(created_at__gte=now - RECENT_WINDOW)
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("*"))
+    )
+    family = GaugeMetricFamily(
+        "triage_recent_notifications",
+        "Notifications created in the last 24 hours, by delivery outcome "
+        "(pending, delivered, failed).",
+        labels=["status"],
+    )
+    for status in DeliveryStatus.values:
+        family.add_metric([status], deliveries.get(status, 0))
+    yield family
+    # One row by its primary key; no row yet means no run has failed.
+    degraded = AgentHealth.objects.filter(pk=1, degraded_since__isnull=False).exists()
+    yield GaugeMetricFamily(
+        "triage_agents_degraded",
+        "1 while the agents' circuit breaker is open (TRIAGE_DEGRADED_AFTER failed runs in a "
+        "row), else 0.",
+        int(degraded),
+    )
 
 
 class BuildInfoCollector(Collector):

@@ -36,6 +36,9 @@ DENORMALIZED_FIELDS = (
     "timestamp",
 )
 
+# The numbers of an execution's result.json: never negative (a CHECK constraint each).
+USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cost_usd", "tool_calls")
+
 
 def _not_empty(table: str, field: str) -> models.CheckConstraint:
     return models.CheckConstraint(condition=~Q(**{field: ""}), name=f"{table}_{field}_not_empty")
@@ -161,6 +164,9 @@ class Incident(models.Model):
     resolution_note = models.TextField(blank=True, default="", db_default="")
     occurrences = models.PositiveIntegerField(default=1, db_default=1)
     last_seen_at = models.DateTimeField(help_text="The latest occurrence of the fault.")
+    # The agent profile (TRIAGE_AGENT_PROFILES) its runs use; "" is TRIAGE_AGENT_COMMAND. Set by
+    # a re-run request and kept through requeues, so a lost re-run is retried with the same agent.
+    agent_profile = models.CharField(max_length=64, blank=True, default="", db_default="")
 
     class Meta:
         db_table = "incidents"
@@ -278,6 +284,18 @@ class Incident(models.Model):
                 name="incidents_oncall_created_idx",
                 include=["severity", "status", "cluster"],
             ),
+            # Fault time (`occurred_*`, quick ranges, the chart on fault time): the range and the
+            # summary's GROUP BY from the index alone, unfiltered and in the default view.
+            models.Index(
+                fields=["-timestamp"],
+                name="incidents_timestamp_idx",
+                include=["severity", "status", "cluster"],
+            ),
+            models.Index(
+                fields=["oncall_state", "timestamp"],
+                name="incidents_oncall_ts_idx",
+                include=["severity", "status", "cluster"],
+            ),
             # The list sorted by last seen and by occurrences (keyset pages).
             models.Index(fields=["last_seen_at", "incident_id"], name="incidents_last_seen_idx"),
             models.Index(
@@ -319,6 +337,28 @@ class AgentExecution(models.Model):
     exit_code = models.IntegerField(null=True, blank=True)
     error_message = models.TextField(blank=True, default="")
     log_paths = models.TextField(blank=True, default="", help_text="Comma-separated paths.")
+    # Which agent profile ran ("": TRIAGE_AGENT_COMMAND), and what the agent said of its run in
+    # output/result.json (every field optional: NULL or "" when it did not say).
+    agent_profile = models.CharField(max_length=64, blank=True, default="", db_default="")
+    agent = models.CharField(max_length=255, blank=True, default="", db_default="")
+    model = models.CharField(max_length=255, blank=True, default="", db_default="")
+    input_tokens = models.BigIntegerField(null=True, blank=True)
+    output_tokens = models.BigIntegerField(null=True, blank=True)
+    cache_read_tokens = models.BigIntegerField(null=True, blank=True)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    tool_calls = models.BigIntegerField(null=True, blank=True)
+    result_json = models.TextField(
+        blank=True,
+        default="",
+        db_default="",
+        help_text="output/result.json as the agent wrote it (validated).",
+    )
+    result_error = models.TextField(
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Why output/result.json was not used ('' when it was).",
+    )
 
     class Meta:
         db_table = "agent_executions"
@@ -329,12 +369,27 @@ class AgentExecution(models.Model):
                 | Q(completed_at__gte=models.F("started_at")),
                 name="agent_executions_completed_after_started",
             ),
+            *(
+                models.CheckConstraint(
+                    condition=Q(**{f"{name}__isnull": True}) | Q(**{f"{name}__gte": 0}),
+                    name=f"agent_executions_{name}_not_negative",
+                )
+                for name in USAGE_FIELDS
+            ),
         ]
         indexes = [
             # An incident page lists its executions, newest first.
             models.Index(fields=["incident", "-started_at"], name="agent_executions_incident_idx"),
             # The admin's execution list: newest first, and its date hierarchy.
             models.Index(fields=["-started_at"], name="agent_executions_started_idx"),
+            # Today's spend (the daily budget, checked before every claim, and the dashboard):
+            # a range of completed_at over costed runs only, index-only on PostgreSQL.
+            models.Index(
+                fields=["completed_at"],
+                name="agent_executions_spend_idx",
+                include=["cost_usd"],
+                condition=Q(cost_usd__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -511,6 +566,36 @@ class IncidentActivity(models.Model):
         if self.actor is None:
             return "(deleted user)"
         return self.actor.get_full_name() or self.actor.get_username()
+
+
+class SavedView(models.Model):
+    """A user's named list view ("my clusters"): the list URL's query string, kept server-side.
+
+    A saved view is nothing but the list's query, so opening it is following a link, and the link
+    can be shared: whoever opens it sees the same filters (with their own permissions).
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views"
+    )
+    name = models.CharField(max_length=80)
+    query = models.CharField(max_length=2000, blank=True)  # without the leading "?"
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "saved_views"
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "name"], name="saved_views_user_name_unique"),
+            models.CheckConstraint(condition=~Q(name=""), name="saved_views_name_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        url = reverse("incidents:list")
+        return f"{url}?{self.query}" if self.query else url
 
 
 # Tables of the app whose code lives in a package of its own (imported last: they refer to the

@@ -5,8 +5,10 @@ Everything here is written for a table of a million incidents:
 - The list is paginated by keyset (the sort key of the last row shown), never `COUNT(*)` and
   `OFFSET`: every page costs one index range scan, however deep. Its queries use the
   `(filter_column, created_at)` and `created_at DESC` indexes (see `Incident.Meta.indexes`).
-- The number of matching rows is counted only up to `COUNT_CAP` and shown as "1,000+" beyond.
-- Summary counts and the chart cover one time window (the filter's created range, or the last
+- The number of matching rows is counted only up to `COUNT_CAP` and shown as "more than 1,000"
+  beyond; a page says its position in that count ("51–100 of more than 1,000").
+- Summary counts and the chart cover one time window (the filter's range on fault time or
+  received time, or the last
   `DEFAULT_WINDOW_DAYS` days), are computed in one GROUP BY, and are cached for
   `SUMMARY_CACHE_SECONDS`; the page says which window and when they were computed.
 - Filter choices are DISTINCTs over the much smaller `fault_events` table, cached for
@@ -25,7 +27,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import cast
 
@@ -323,7 +325,8 @@ class CappedCount:
     capped: bool  # True: there are more than `value` rows
 
     def __str__(self) -> str:
-        return f"{self.value:,}+" if self.capped else f"{self.value:,}"
+        # Said the same way wherever a count is shown (the heading, the pager).
+        return f"more than {self.value:,}" if self.capped else f"{self.value:,}"
 
 
 def capped_count(queryset: QuerySet[Incident], cap: int | None = None) -> CappedCount:
@@ -334,24 +337,90 @@ def capped_count(queryset: QuerySet[Incident], cap: int | None = None) -> Capped
     return CappedCount(value=min(counted, cap), capped=counted > cap)
 
 
+def _sort_values(sort: Sort, row: Incident) -> list[object]:
+    return [getattr(row, key.name) for key in sort.keys]
+
+
+def _before(sort: Sort, values: Sequence[object]) -> Q:
+    """Rows strictly before `values` in `sort` (for partitioned sorts: the earlier partitions,
+    and the rows before within the same one)."""
+    if sort.partition is None:
+        return _beyond(sort.keys, values, reverse=True)
+    partition, rank = sort.partition, values[0]
+    descending = sort.keys[0].descending
+    earlier = [
+        value
+        for value, other in partition.ranks.items()
+        if (other > rank if descending else other < rank)
+    ]
+    current = [value for value, other in partition.ranks.items() if other == rank]
+    return Q(**{f"{partition.column}__in": earlier}) | (
+        Q(**{f"{partition.column}__in": current}) & _beyond(sort.keys[1:], values[1:], reverse=True)
+    )
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a page is in the list: "51–100 of more than 1,000, newest first"."""
+
+    first: int | None  # 1-based number of the page's first row; None: beyond the count's bound
+    shown: int
+    total: CappedCount
+    sort_label: str
+    is_last: bool
+
+    def __str__(self) -> str:
+        if self.shown == 0:
+            return f"none of {self.total}, {self.sort_label}"
+        if self.first is not None:
+            last = self.first + self.shown - 1
+            return f"{self.first:,}–{last:,} of {self.total}, {self.sort_label}"
+        if self.is_last:
+            return f"the last {self.shown:,} of {self.total}, {self.sort_label}"
+        return f"{self.shown:,} rows after the first {self.total.value:,}, {self.sort_label}"
+
+
+def page_position(
+    queryset: QuerySet[Incident], *, sort: Sort, page: Page, total: CappedCount
+) -> Position:
+    """The position of `page` among `total` rows. A middle page counts the rows before it (up to
+    the count's bound: one bounded query); the first and an exactly counted last page need none."""
+    shown = len(page.rows)
+    unknown = Position(
+        first=None, shown=shown, total=total, sort_label=sort.label.lower(), is_last=page.is_last
+    )
+    if not shown or page.is_first:
+        return replace(unknown, first=1)
+    if page.is_last and not total.capped:
+        return replace(unknown, first=total.value - shown + 1)
+    before = capped_count(
+        queryset.filter(_before(sort, _sort_values(sort, page.rows[0]))), cap=total.value
+    )
+    return unknown if before.capped else replace(unknown, first=before.value + 1)
+
+
 # --- the summary: counts and chart over one window ------------------------------------------
 
 
 @dataclass(frozen=True)
 class Window:
-    """The created_at range the summary and chart cover: [start, end)."""
+    """The range the summary and chart cover: [start, end) of `column` (fault or received time)."""
 
     start: datetime
     end: datetime
-    is_default: bool  # no created_after given: the last DEFAULT_WINDOW_DAYS days
+    is_default: bool  # no lower bound given: the last DEFAULT_WINDOW_DAYS days
     clamped: bool  # the filter's range was longer than MAX_CHART_DAYS and was cut
-    open_ended: bool = False  # no created_before given: the window ends now
+    open_ended: bool = False  # no upper bound given: the window ends now
+    column: str = "created_at"  # `timestamp` (when the fault occurred) or `created_at`
+    relative: str | None = None  # a quick range ("1h"): the start moves with now
 
     @property
     def cache_text(self) -> str:
-        """The window in a cache key: an open end is "now", whenever it is computed."""
+        """The window in a cache key: an open end is "now", whenever it is computed, and a quick
+        range is its name (its start moves every request)."""
         end = "now" if self.open_ended else self.end.isoformat()
-        return f"{self.start.isoformat()}|{end}"
+        start = f"now-{self.relative}" if self.relative else self.start.isoformat()
+        return f"{self.column}|{start}|{end}"
 
     @property
     def days(self) -> list[date]:
@@ -360,9 +429,15 @@ class Window:
 
 
 def summary_window(
-    created_after: datetime | None, created_before: datetime | None, *, now: datetime | None = None
+    created_after: datetime | None,
+    created_before: datetime | None,
+    *,
+    now: datetime | None = None,
+    column: str = "created_at",
+    relative: str | None = None,
 ) -> Window:
-    """The filter's created range, defaulting to the last DEFAULT_WINDOW_DAYS days (whole UTC
+    """The filter's range of `column` (the arguments keep their first name, created_*, but
+    bound whichever time `column` is), defaulting to the last DEFAULT_WINDOW_DAYS days (whole UTC
     days, today included) and cut to the last MAX_CHART_DAYS days of the range."""
     now = now or timezone.now()
     end = created_before or now
@@ -384,6 +459,8 @@ def summary_window(
         is_default=created_after is None,
         clamped=clamped,
         open_ended=created_before is None,
+        column=column,
+        relative=relative,
     )
 
 
@@ -443,8 +520,10 @@ def summarize(queryset: QuerySet[Incident], window: Window, *, cache_key: str) -
     if cached is not None:
         return cached
     rows = (
-        queryset.filter(created_at__gte=window.start, created_at__lt=window.end)
-        .annotate(day=TruncDate("created_at", tzinfo=UTC))
+        queryset.filter(
+            **{f"{window.column}__gte": window.start, f"{window.column}__lt": window.end}
+        )
+        .annotate(day=TruncDate(window.column, tzinfo=UTC))
         .values_list("day", "severity", "status", "cluster")
         .annotate(n=Count("*"))
         .order_by()
@@ -483,40 +562,49 @@ class FilterChoices:
     namespaces: list[str]
     kinds: list[str]
     fault_types: list[str]
+    # Per filter parameter, the number of faults with each value (shown beside the choice).
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
-CHOICES_CACHE_KEY = "incidents:filter-choices"
+CHOICES_CACHE_KEY = "incidents:filter-choices:v2"
+_CHOICE_PARAMETERS = {
+    "cluster": "cluster",
+    "resource_namespace": "namespace",
+    "resource_kind": "resource_kind",
+    "fault_type": "fault_type",
+}
 
 
 def filter_choices() -> FilterChoices:
-    """The distinct clusters, namespaces, kinds and fault types, from `fault_events`.
+    """The distinct clusters, namespaces, kinds and fault types, from `fault_events`, each with
+    the number of faults that have it.
 
     Every incident copies these columns from its fault, so the fault table (one row per fault,
-    not per occurrence) holds the same values in far fewer rows, each column with its own index.
-    Cached for CHOICES_CACHE_SECONDS: a value that appears meanwhile is still accepted by the
-    filters, it is only missing from the drop-downs until then.
+    not per occurrence) holds the same values in far fewer rows, each column with its own index
+    (a GROUP BY on it reads the index alone). Cached for CHOICES_CACHE_SECONDS: a value that
+    appears meanwhile is still accepted by the filters, it is only missing from the choices.
     """
     cached = cache.get(CHOICES_CACHE_KEY)
     if cached is not None:
         return cached
 
-    columns = ("cluster", "resource_namespace", "resource_kind", "fault_type")
-    # One round trip: the four DISTINCTs as a UNION ALL, each row tagged with its column.
+    # One round trip: the four GROUP BYs as a UNION ALL, each row tagged with its column.
     parts = [
         FaultEvent.objects.order_by()
         .values_list(Value(column, output_field=CharField()), column)
-        .distinct()
-        for column in columns
+        .annotate(n=Count("*"))
+        for column in _CHOICE_PARAMETERS
     ]
-    found: dict[str, set[str]] = {column: set() for column in columns}
-    for column, value in parts[0].union(*parts[1:], all=True):
+    found: dict[str, dict[str, int]] = {column: {} for column in _CHOICE_PARAMETERS}
+    for column, value, n in parts[0].union(*parts[1:], all=True):
         if value:
-            found[column].add(value)
+            found[column][value] = n
     choices = FilterChoices(
         clusters=sorted(found["cluster"]),
         namespaces=sorted(found["resource_namespace"]),
         kinds=sorted(found["resource_kind"]),
         fault_types=sorted(found["fault_type"]),
+        counts={_CHOICE_PARAMETERS[column]: found[column] for column in _CHOICE_PARAMETERS},
     )
     cache.set(CHOICES_CACHE_KEY, choices, CHOICES_CACHE_SECONDS)
     return choices

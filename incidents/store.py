@@ -23,6 +23,7 @@ from incidents.choices import (
     TERMINAL_STATUSES,
     ActivityKind,
     ActorKind,
+    OnCallState,
     Status,
     can_transition,
 )
@@ -46,6 +47,7 @@ from incidents.models import (
     TriageReport,
 )
 from incidents.notifications import outbox as notifications
+from incidents.notifications.models import Notification
 from incidents.oncall import OnCallMixin
 from incidents.quality import rollup
 from incidents.quality.compare import headline
@@ -72,6 +74,23 @@ __all__ = [
     "StoreError",
     "copy_fault_fields",
 ]
+
+# What a run said of itself (output/result.json) and which profile ran: recorded with the run.
+EXECUTION_RESULT_FIELDS = (
+    "agent_profile",
+    "agent",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cost_usd",
+    "tool_calls",
+    "result_json",
+    "result_error",
+)
+
+# How the timeline names the default agent (TRIAGE_AGENT_COMMAND, no profile).
+DEFAULT_AGENT = "default agent"
 
 # How recover_lost_incidents marks (and counts) the executions of workers that died mid-run.
 WORKER_LOST = "worker lost"
@@ -508,6 +527,7 @@ class DjangoStateStore(OnCallMixin, VerdictMixin):
                     "exit_code",
                     "error_message",
                     "log_paths",
+                    *EXECUTION_RESULT_FIELDS,
                 )
             }
             try:
@@ -803,6 +823,49 @@ class DjangoStateStore(OnCallMixin, VerdictMixin):
             )
         return incident
 
+    # -- re-runs with an agent profile (the run-cost issue) -----------------------------------
+    def request_rerun(
+        self, incident_id: uuid.UUID | str, *, by: object, profile: str = ""
+    ) -> Incident:
+        """Queue the incident for another triage run with agent profile `profile` ("" is the
+        default agent), recorded on the incident; the worker runs that profile's command and
+        records it on the execution. Earlier executions and reports stay.
+
+        A finished incident is requeued to pending; a pending one just gets the profile. One
+        being investigated is refused (its run is not over). Locks the row between the status
+        check and the write. `by` (the user asking) is on the timeline's rows: the requeue's, and
+        the re-run's (from the previous profile to this one).
+        Raises IncidentNotFound, InvalidTransition, InvalidRecord (an unknown profile).
+        """
+        from incidents.profiles import agent_profiles
+
+        known = agent_profiles()
+        if profile and profile not in known:
+            names = ", ".join(sorted(known)) or "none configured"
+            raise InvalidRecord(
+                f"re-run of incident {incident_id}",
+                {"agent_profile": [f"unknown profile {profile!r} (known: {names})"]},
+            )
+        with transaction.atomic(using=self.using):
+            incident = self._locked_incident(incident_id)
+            if incident.status == Status.INVESTIGATING:
+                raise InvalidTransition(
+                    incident_id, incident.status, Status.PENDING, "an agent is running it now"
+                )
+            previous = incident.agent_profile
+            if incident.status != Status.PENDING:
+                incident = self.update_incident_status(incident.incident_id, Status.PENDING, by=by)
+            incident.agent_profile = profile
+            incident.save(using=self.using, update_fields=["agent_profile"])
+            self._record_activity(
+                ActivityKind.RERUN,
+                incident=incident,
+                by=by,
+                from_value=previous or DEFAULT_AGENT,
+                to_value=profile or DEFAULT_AGENT,
+            )
+        return incident
+
     # --- retention (purge_history) ---------------------------------------------------------
     def purge_incidents(self, *, older_than: datetime, limit: int = 1000) -> PurgedBatch:
         """Delete at most `limit` finished incidents that were created and completed before
@@ -838,6 +901,10 @@ class DjangoStateStore(OnCallMixin, VerdictMixin):
             executions = AgentExecution.objects.filter(incident_id__in=incident_ids)._raw_delete(
                 self.using
             )
+            # The timeline and the outbox are CASCADE in Django only (not in the database), so
+            # a raw delete of their incidents would break the foreign key: they go first.
+            IncidentActivity.objects.filter(incident_id__in=incident_ids)._raw_delete(self.using)
+            Notification.objects.filter(incident_id__in=incident_ids)._raw_delete(self.using)
             incidents = Incident.objects.filter(incident_id__in=incident_ids)._raw_delete(
                 self.using
             )
@@ -869,11 +936,12 @@ def purgeable_incidents(older_than: datetime, *, using: str | None = None) -> Qu
     """Incidents that retention may delete: finished (a terminal triage status), created and
     completed before `older_than`. Served by incidents_status_created_idx, one status at a time.
 
-    The seam for the on-call state: once incidents can be acknowledged and closed, add its
-    condition here (a finished incident that is still open on call must be kept too).
+    Only incidents closed on call: a finished incident that nobody has closed yet (open or
+    acknowledged) is still someone's work and is kept, however old.
     """
     return Incident.objects.using(using).filter(
         status__in=sorted(TERMINAL_STATUSES),
+        oncall_state=OnCallState.CLOSED,
         created_at__lt=older_than,
         completed_at__lt=older_than,
     )

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from incidents import oncall_views, views
+from incidents import oncall_views, rerun_views, saved_views, views
 from incidents.quality import views as quality_views
 
 app_name = "incidents"
@@ -12,6 +12,11 @@ urlpatterns = [
     # The filtered list as CSV: the same query string as the list.
     path("incidents.csv", views.IncidentExportView.as_view(), name="export"),
     path("incidents/<uuid:incident_id>/", views.IncidentDetailView.as_view(), name="detail"),
+    path(
+        "incidents/<uuid:incident_id>/rerun/",
+        rerun_views.IncidentRerunView.as_view(),
+        name="rerun",
+    ),
     # On-call actions (POST): on the selected rows of the list, and on one incident.
     path("incidents/actions/", oncall_views.BulkActionView.as_view(), name="bulk-action"),
     path(
@@ -24,6 +29,14 @@ urlpatterns = [
         "silences/<int:silence_id>/expire/",
         oncall_views.ExpireSilenceView.as_view(),
         name="silence-expire",
+    ),
+    # Saved list views: the user's list; save the current list under a name, delete one (POST).
+    path("views/", saved_views.SavedViewListView.as_view(), name="saved-views"),
+    path("views/new/", saved_views.SavedViewCreateView.as_view(), name="saved-view-create"),
+    path(
+        "views/<int:view_id>/delete/",
+        saved_views.SavedViewDeleteView.as_view(),
+        name="saved-view-delete",
     ),
     # An agent run's whole log (stdout or stderr), as text; never a path from the request.
     path(

@@ -26,6 +26,7 @@ from django.views.generic import DetailView, TemplateView
 from django.views.generic.detail import SingleObjectMixin
 
 from incidents import failures, live, oncall_views, selectors
+from incidents.budget import budget_state
 from incidents.choices import Resolution, Status
 from incidents.context import printable
 from incidents.filters import IncidentFilterSet
@@ -34,6 +35,7 @@ from incidents.models import AgentExecution, Incident, TriageReport
 from incidents.quality.views import report_quality_context
 from incidents.rendering import render_cached
 from incidents.report_summary import summarize_report
+from incidents.rerun_views import RerunForm, can_rerun
 from incidents.roles import RESPOND, VIEW_INCIDENTS, VIEW_REPORTS
 from triage_site.replicas import replica_health
 
@@ -152,6 +154,7 @@ class IncidentListView(PermissionRequiredMixin, TemplateView):
             whole_history=oncall_views.whole_history_query(),
             resolutions=Resolution.choices,
             can_respond=request.user.has_perm(RESPOND),
+            budget=budget_state(),  # today's spend, and whether the budget paused the agents
         )
         response = self.render_to_response(context, status=200 if listing is not None else 400)
         return live.forget_auto_reload(response)
@@ -163,30 +166,44 @@ class IncidentListView(PermissionRequiredMixin, TemplateView):
             return None
         options = controls.cleaned_data
         queryset = filterset.qs
+        sort = selectors.SORTS[options["sort"]]
+        count = selectors.capped_count(queryset)
+        # "Last" shows exactly the rows after the last full page when the count is exact, so it
+        # is the page "Next" would reach; beyond the count's bound it is the last PAGE_SIZE.
+        size = selectors.PAGE_SIZE
+        if options["last"] and not count.capped and count.value % size:
+            size = count.value % size
         try:
             page = selectors.paginate(
                 queryset,
-                sort=selectors.SORTS[options["sort"]],
+                sort=sort,
                 after=options["after"] or None,
                 before=options["before"] or None,
                 last=options["last"],
+                size=size,
             )
         except selectors.InvalidCursor as error:
             controls.add_error(None, f"{error}: start again from the newest incidents.")
             return None
+        time_range = filterset.time_range()
         window = selectors.summary_window(
-            filterset.form.cleaned_data.get("created_after"),
-            filterset.form.cleaned_data.get("created_before"),
+            time_range.start,
+            time_range.end,
+            column=time_range.column,
+            relative=time_range.quick,
         )
         return {
             "page": page,
+            "position": selectors.page_position(queryset, sort=sort, page=page, total=count),
             "sort_key": options["sort"],
-            "sort_label": selectors.SORTS[options["sort"]].label.lower(),
+            "sort_label": sort.label.lower(),
             **_sort_toggles(options["sort"]),
-            "count": selectors.capped_count(queryset),
+            "count": count,
             "summary": selectors.summarize(
                 queryset, window, cache_key=_filter_cache_key(filterset)
             ),
+            "time_range": time_range,
+            "range_description": time_range.description,
             "filtered": filterset.active,
         }
 
@@ -334,6 +351,7 @@ class IncidentDetailView(PermissionRequiredMixin, DetailView):
             recurrences=selectors.recurrences(incident),
             timeline=list(incident.activity.all()),
             **oncall_views.detail_context(self.request, incident),
+            rerun_form=RerunForm() if can_rerun(self.request.user) else None,
         )
         return context
 

@@ -52,7 +52,14 @@ def api_token(django_user_model, grant, monkeypatch, settings) -> str:
     settings.ALLOWED_HOSTS = ["localhost"]  # schemathesis' WSGI client's host
     monkeypatch.setattr(TokenRateThrottle, "THROTTLE_RATES", {"api_token": "100000/minute"})
     user = django_user_model.objects.create_user("schemathesis")
-    user = grant(user, "view_incident", "view_triagereport", "add_faultevent")
+    user = grant(
+        user,
+        "view_incident",
+        "view_triagereport",
+        "add_faultevent",
+        "respond_incident",
+        "view_silence",
+    )
     incident = make_incident(status="resolved")
     make_report(incident)
     return issue_token(user).secret

@@ -124,3 +124,38 @@ def test_ingest_counts_collector_reports_live_counts():
     counts.created += 5
     (family,) = collector.collect()
     assert {s.labels["outcome"]: s.value for s in family.samples}["created"] == 7
+
+
+def test_oncall_deliveries_and_agents_degraded(client, metrics_token):
+    from incidents.models import AgentHealth, Notification
+    from incidents.notifications.channels import create_channel
+
+    make_incident()
+    make_incident(oncall_state="acknowledged", acknowledged_at=timezone.now())
+    make_incident(oncall_state="closed", closed_at=timezone.now(), resolution="fixed")
+    series = scrape(client)
+    oncall = series["triage_oncall_incidents"]
+    assert oncall == {(("state", "open"),): 1, (("state", "acknowledged"),): 1}
+    assert series["triage_agents_degraded"][()] == 0
+    deliveries = series["triage_recent_notifications"]
+    assert set(deliveries.values()) == {0} and len(deliveries) == 3
+
+    hook = create_channel(
+        name="hook", kind="webhook", url="https://hooks.example.com/x", secret="s3cr3t"
+    )
+    incident = make_incident()
+    for key, status in [("a", "failed"), ("b", "failed"), ("c", "pending")]:
+        Notification.objects.create(
+            channel=hook, event="incident_opened", incident=incident, dedup_key=key, status=status
+        )
+    old = Notification.objects.create(
+        channel=hook, event="incident_opened", incident=incident, dedup_key="d", status="failed"
+    )
+    Notification.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=2))
+    AgentHealth.objects.update_or_create(pk=1, defaults={"degraded_since": timezone.now()})
+    series = scrape(client)
+    deliveries = series["triage_recent_notifications"]
+    assert deliveries[(("status", "failed"),)] == 2
+    assert deliveries[(("status", "pending"),)] == 1
+    assert deliveries[(("status", "delivered"),)] == 0
+    assert series["triage_agents_degraded"][()] == 1

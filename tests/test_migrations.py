@@ -22,10 +22,15 @@ DESIGN_COLUMNS = {
         # The on-call issue's columns, beside the design's.
         "oncall_state", "acknowledged_at", "acknowledged_by_id", "assignee_id", "closed_at",
         "closed_by_id", "resolution", "resolution_note", "occurrences", "last_seen_at",
+        # The run-cost issue's: the agent profile of its next run.
+        "agent_profile",
     },
     "agent_executions": {
         "execution_id", "incident_id", "started_at", "completed_at", "exit_code",
         "error_message", "log_paths",
+        # The run-cost issue's: which profile ran, and what its result.json said.
+        "agent_profile", "agent", "model", "input_tokens", "output_tokens", "cache_read_tokens",
+        "cost_usd", "tool_calls", "result_json", "result_error",
     },
     "triage_reports": {
         "report_id", "incident_id", "execution_id", "generated_at", "report_markdown",
@@ -46,7 +51,15 @@ NULLABLE = {
         "closed_at",
         "closed_by_id",
     },
-    "agent_executions": {"completed_at", "exit_code"},
+    "agent_executions": {
+        "completed_at",
+        "exit_code",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cost_usd",
+        "tool_calls",
+    },
     "triage_reports": {"report_html", "headline_cause", "headline_confidence"},
 }
 
@@ -85,9 +98,11 @@ def test_constraints_and_indexes_are_named():
         "incidents_kind_created_idx",
         "incidents_ns_created_idx",
         "incidents_ftype_created_idx",
+        "incidents_timestamp_idx",
+        "incidents_oncall_ts_idx",
     } <= names
     if connection.vendor == "postgresql":
-        assert "incidents_name_trgm_idx" in names
+        assert "incidents_search_trgm_idx" in names
 
 
 @pytest.mark.django_db(transaction=True)

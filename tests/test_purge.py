@@ -7,7 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from incidents.models import AgentExecution, FaultEvent, Incident, TriageReport
+from incidents.models import AgentExecution, FaultEvent, Incident, IncidentActivity, TriageReport
 from tests.builders import make_execution, make_fault_event, make_incident, make_report
 
 pytestmark = pytest.mark.django_db
@@ -18,7 +18,11 @@ def days_ago(days: float):
 
 
 def make_old(status: str = "resolved", *, age: float = 40, **overrides) -> Incident:
+    """An old finished incident with its execution and report, closed on call unless told."""
     overrides.setdefault("completed_at", days_ago(age) + timedelta(minutes=5))
+    if overrides.setdefault("oncall_state", "closed") == "closed":
+        overrides.setdefault("closed_at", days_ago(age) + timedelta(minutes=10))
+        overrides.setdefault("resolution", "fixed")
     incident = make_incident(status=status, created_at=days_ago(age), **overrides)
     execution = make_execution(
         incident, started_at=days_ago(age), completed_at=days_ago(age) + timedelta(minutes=2)
@@ -115,3 +119,44 @@ def test_store_purge_batch_is_bounded(store):
     assert store.purge_incidents(older_than=days_ago(30), limit=2).incidents == 0
     with pytest.raises(ValueError, match="limit"):
         store.purge_incidents(older_than=days_ago(30), limit=0)
+
+
+@pytest.mark.parametrize("oncall_state", ["open", "acknowledged"])
+def test_a_finished_incident_still_open_on_call_survives(oncall_state):
+    extra = {"acknowledged_at": days_ago(39)} if oncall_state == "acknowledged" else {}
+    kept = make_old(age=400, oncall_state=oncall_state, **extra)
+    closed = make_old(age=400)
+    line = purge("--older-than", "30")
+    assert line.startswith("purged 1 incidents")
+    assert list(Incident.objects.all()) == [kept]
+    assert not Incident.objects.filter(pk=closed.pk).exists()
+
+
+def test_purge_deletes_the_timeline_of_purged_incidents(store, django_user_model):
+    alice = django_user_model.objects.create_user("alice")
+    gone = make_old(oncall_state="open")
+    kept = make_old(age=2, oncall_state="open")
+    for incident in (gone, kept):
+        store.add_incident_note(incident.pk, text="on it", by=alice)
+        store.close_incident(incident.pk, by=alice, resolution="fixed")
+    Incident.objects.filter(pk=gone.pk).update(closed_at=days_ago(39))
+    batch = store.purge_incidents(older_than=days_ago(30), limit=10)
+    assert batch.incident_ids == [gone.pk]
+    assert not IncidentActivity.objects.filter(incident_id=gone.pk).exists()
+    assert IncidentActivity.objects.filter(incident_id=kept.pk).count() == 2
+
+
+def test_purge_deletes_the_notifications_of_purged_incidents(store):
+    from incidents.models import Notification
+    from incidents.notifications.channels import create_channel
+
+    hook = create_channel(
+        name="hook", kind="webhook", url="https://hooks.example.com/x", secret="s3cr3t"
+    )
+    gone, kept = make_old(), make_old(age=2)
+    for incident in (gone, kept):
+        Notification.objects.create(
+            channel=hook, event="incident_opened", incident=incident, dedup_key=str(incident.pk)
+        )
+    assert store.purge_incidents(older_than=days_ago(30), limit=10).incident_ids == [gone.pk]
+    assert list(Notification.objects.values_list("incident_id", flat=True)) == [kept.pk]

@@ -107,7 +107,8 @@ def test_the_planner_sees_a_table_worth_indexing(seeded_table):
 
 def test_the_default_list_reads_what_needs_a_human_from_the_oncall_index(seeded_table, signed_in):
     used = _assert_indexed(signed_in, {})
-    assert "incidents_oncall_created_idx" in used
+    # The page and count by created_at, the summary by fault time: both oncall indexes qualify.
+    assert {"incidents_oncall_created_idx", "incidents_oncall_ts_idx"} & set(used)
 
 
 def test_the_whole_history_uses_an_index(seeded_table, signed_in):
@@ -144,7 +145,63 @@ def test_q_on_a_resource_name_uses_the_trigram_index(seeded_table, signed_in):
     name = Incident.objects.filter(resource_kind="Pod").values_list("resource_name", flat=True)[0]
     fragment = name.split("-")[-2]  # the ReplicaSet hash: in a few names only
     used = _assert_indexed(signed_in, {"q": fragment.upper()})
-    assert "incidents_name_trgm_idx" in used
+    assert "incidents_search_trgm_idx" in used
+
+
+def _search_terms() -> dict[str, str]:
+    """One term of each kind, taken from a seeded incident."""
+    row = Incident.objects.filter(resource_kind="Pod").exclude(resource_namespace="")[0]
+    return {
+        "namespace": row.resource_namespace,
+        "kind and name": f"{row.resource_kind}/{row.resource_name}",
+        "path": f"{row.resource_namespace}/{row.resource_kind}/{row.resource_name}",
+        "cluster": row.cluster,
+        "fault type": row.fault_type.lower(),
+        "fault id prefix": row.fault_id[:10].upper(),
+        "two words": f"{row.resource_name} {row.resource_namespace}",
+        "phrase": f'"{row.resource_name} {row.cluster}"',
+        "short incident id": str(row.pk)[:8],
+        "incident id": str(row.pk),
+    }
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "namespace",
+        "kind and name",
+        "path",
+        "cluster",
+        "fault type",
+        "fault id prefix",
+        "two words",
+        "phrase",
+        "short incident id",
+        "incident id",
+    ],
+)
+def test_every_kind_of_search_term_avoids_a_scan(seeded_table, signed_in, kind):
+    term = _search_terms()[kind]
+    assert _assert_indexed(signed_in, {"q": term})
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"range": "1h"},
+        {"range": "24h", "oncall": ["open", "acknowledged", "closed"]},
+        {"range": "7d", "time": "received"},
+        {"occurred_after": "now-6h", "oncall": ["open", "acknowledged", "closed"]},
+        {"occurred_after": "2025-12-20", "occurred_before": "2025-12-21", "status": "failed"},
+    ],
+)
+def test_fault_time_ranges_avoid_a_scan(seeded_table, signed_in, params):
+    assert _assert_indexed(signed_in, params)
+
+
+def test_the_default_view_summary_on_fault_time_reads_its_covering_index(seeded_table, signed_in):
+    used = _assert_indexed(signed_in, {})
+    assert "incidents_oncall_ts_idx" in used or "incidents_timestamp_idx" in used
 
 
 def test_q_on_a_fault_id_uses_an_index(seeded_table, signed_in):
@@ -175,7 +232,15 @@ def test_three_filters_together_use_an_index(seeded_table, signed_in):
     assert _assert_indexed(signed_in, params)
 
 
-@pytest.mark.parametrize("params", [{}, {"status": "failed"}, {"fault_type": "JobFailure"}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"oncall": ["open", "acknowledged", "closed"]},
+        {"status": "failed", "time": "received"},
+        {"fault_type": "JobFailure", "time": "received"},
+    ],
+)
 def test_the_summary_reads_only_the_covering_index(seeded_table, signed_in, params):
     # The summary's GROUP BY columns are INCLUDEd in the created_at-ordered indexes.
     summaries = [scans for sql, scans in _plans(signed_in, params) if "GROUP BY" in sql]

@@ -163,7 +163,7 @@ def test_capped_count_counts_up_to_the_cap():
     queryset = selectors.incident_list_queryset()
     assert str(selectors.capped_count(queryset, cap=10)) == "7"
     capped = selectors.capped_count(queryset, cap=5)
-    assert (capped.value, capped.capped, str(capped)) == (5, True, "5+")
+    assert (capped.value, capped.capped, str(capped)) == (5, True, "more than 5")
 
 
 def test_default_window_is_the_last_fourteen_whole_days():

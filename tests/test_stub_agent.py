@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -309,3 +310,28 @@ def test_a_kube_proxy_oom_report_quotes_go_logs_not_a_java_stack_trace():
     )
     assert "kube-proxy.go" in report
     assert "java" not in report.lower() and "Exception in thread" not in report
+
+
+@pytest.mark.parametrize(
+    ("outcome", "writes_result"),
+    [("resolved", True), ("partial", True), ("crash", True), ("missing", False), ("small", False)],
+)
+def test_result_json_is_valid_and_its_cost_follows_its_tokens(tmp_path, outcome, writes_result):
+    from incidents.stub_agent import MODEL_PRICES
+    from incidents.worker.result import parse_result
+
+    run_stub(tmp_path, outcome)
+    path = tmp_path / "output" / "result.json"
+    assert path.exists() == writes_result
+    if not writes_result:
+        return
+    result = parse_result(path.read_bytes())
+    assert result.error == "" and result.model in MODEL_PRICES
+    prices = MODEL_PRICES[result.model]
+    usage = result.usage
+    expected = (
+        usage["input_tokens"] * prices[0]
+        + usage["output_tokens"] * prices[1]
+        + usage["cache_read_tokens"] * prices[2]
+    ) / 1_000_000
+    assert result.cost_usd == Decimal(str(round(expected, 6))) > 0

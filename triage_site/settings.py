@@ -11,6 +11,7 @@ README's configuration table, and `settings.NAME` where it is used. Never a defa
 
 import sys
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,18 @@ class Env(environ.Env):
 
 
 env = Env()
+
+
+def usd_amount(text: str) -> Decimal:
+    """A non-negative, finite amount of dollars (TRIAGE_DAILY_BUDGET_USD)."""
+    try:
+        amount = Decimal(text.strip())
+    except InvalidOperation:
+        raise ValueError(f"not a number: {text!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise ValueError(f"must be a non-negative number, not {text!r}")
+    return amount
+
 
 # --- The environment: every variable, read once, with its default ---------------------------
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
@@ -79,6 +92,10 @@ TRIAGE_WORKSPACE_ROOT = Path(
 # terminated, and how much of each of its output streams is kept on disk.
 TRIAGE_AGENT_TIMEOUT = env.int("TRIAGE_AGENT_TIMEOUT", default=15 * 60)
 TRIAGE_AGENT_LOG_MAX_BYTES = env.int("TRIAGE_AGENT_LOG_MAX_BYTES", default=10 * 1024 * 1024)
+# Named agent commands for re-runs: a JSON object, name -> command (incidents.profiles).
+TRIAGE_AGENT_PROFILES = env.str("TRIAGE_AGENT_PROFILES", default="")
+# USD of recorded agent spend per UTC day after which workers stop claiming; None: no budget.
+TRIAGE_DAILY_BUDGET_USD = env("TRIAGE_DAILY_BUDGET_USD", cast=usd_amount, default=None)
 # A record larger than this is rejected whole, never truncated.
 TRIAGE_MAX_RECORD_BYTES = env.int("TRIAGE_MAX_RECORD_BYTES", default=1024 * 1024)
 # Records written per transaction by ingest_events and subscribe_mcp (each has --batch-size).

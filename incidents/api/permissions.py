@@ -3,7 +3,7 @@ permissions, so a viewer's token reads and cannot ingest."""
 
 from rest_framework.permissions import BasePermission
 
-from incidents.roles import VIEW_INCIDENTS, VIEW_REPORTS
+from incidents.roles import RESPOND, VIEW_INCIDENTS, VIEW_REPORTS, VIEW_SILENCES
 
 INGEST_FAULTS = "incidents.add_faultevent"
 
@@ -28,3 +28,13 @@ class CanIngestFaults(_Requires):
     """Posting faults writes fault events and incidents: "Can add fault event"."""
 
     perm = INGEST_FAULTS
+
+
+class CanRespond(_Requires):
+    """The on-call actions and silences: the responder group's permission."""
+
+    perm = RESPOND
+
+
+class CanViewSilences(_Requires):
+    perm = VIEW_SILENCES

@@ -7,6 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from incidents.api.oncall_serializers import ActivitySerializer, UsernameField
 from incidents.ingest import Outcome
 from incidents.models import AgentExecution, Incident, TriageReport
 from incidents.rendering import render_cached
@@ -113,11 +114,15 @@ class ReportLinkSerializer(serializers.ModelSerializer):
 
 
 class IncidentDetailSerializer(IncidentSerializer):
-    """An incident with its fault context (JSON text, as stored), executions and reports,
-    newest first."""
+    """An incident with its fault context (JSON text, as stored), its on-call fields,
+    executions and reports, and its timeline (the newest TIMELINE_LIMIT rows), newest first."""
 
     executions = ExecutionSerializer(many=True, read_only=True)
     reports = ReportLinkSerializer(many=True, read_only=True)
+    assignee = UsernameField()
+    acknowledged_by = UsernameField()
+    closed_by = UsernameField()
+    timeline = ActivitySerializer(many=True, read_only=True)
 
     class Meta(IncidentSerializer.Meta):
         fields = (
@@ -126,8 +131,16 @@ class IncidentDetailSerializer(IncidentSerializer):
             "resource_api_version",
             "resource_uid",
             "context",
+            "assignee",
+            "acknowledged_at",
+            "acknowledged_by",
+            "closed_at",
+            "closed_by",
+            "resolution",
+            "resolution_note",
             "executions",
             "reports",
+            "timeline",
         )
 
 

@@ -13,7 +13,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.authentication import SessionAuthentication
 
-from incidents.api import views
+from incidents.api import oncall, views
 from incidents.api.authentication import BearerTokenAuthentication
 
 app_name = "api"
@@ -42,6 +42,26 @@ urlpatterns = [
         "v1/incidents/<str:incident_id>/",
         login_not_required(views.IncidentDetailView.as_view()),
         name="incident",
+    ),
+    *[
+        path(
+            f"v1/incidents/<str:incident_id>/{action}/",
+            login_not_required(view.as_view()),
+            name=f"incident-{action}",
+        )
+        for action, view in (
+            ("acknowledge", oncall.AcknowledgeView),
+            ("assign", oncall.AssignView),
+            ("notes", oncall.NoteView),
+            ("close", oncall.CloseView),
+            ("reopen", oncall.ReopenView),
+        )
+    ],
+    path("v1/silences/", login_not_required(oncall.SilenceListView.as_view()), name="silences"),
+    path(
+        "v1/silences/<str:silence_id>/expire/",
+        login_not_required(oncall.ExpireSilenceView.as_view()),
+        name="silence-expire",
     ),
     path(
         "v1/reports/<str:report_id>/",

@@ -21,9 +21,10 @@ from rest_framework.views import APIView
 
 from incidents import metrics, selectors
 from incidents.api import serializers
+from incidents.api.detail import detail_queryset
 from incidents.api.ingest import MAX_RECORDS, TooManyRecords, ingest_body
 from incidents.api.permissions import CanIngestFaults, CanViewIncidents, CanViewReports
-from incidents.choices import Severity, Status
+from incidents.choices import OnCallState, Severity, Status
 from incidents.filters import IncidentFilterSet
 from incidents.forms import ListControlsForm
 from incidents.models import Incident, TriageReport
@@ -43,6 +44,7 @@ def _repeated(name: str, description: str, enum=None) -> OpenApiParameter:
 
 LIST_PARAMETERS = [
     _repeated("status", "Triage status; repeat for several.", Status.values),
+    _repeated("oncall", "On-call state; repeat for several.", OnCallState.values),
     _repeated("severity", "Severity; repeat for several.", Severity.values),
     _repeated("cluster", "Cluster; repeat for several."),
     _repeated("namespace", "Resource namespace; repeat for several."),
@@ -130,14 +132,15 @@ class IncidentListView(APIView):
 
 
 class IncidentDetailView(RetrieveAPIView):
-    """One incident with its fault context, executions and reports (newest first)."""
+    """One incident with its fault context, on-call fields, executions, reports and timeline
+    (newest first)."""
 
     permission_classes = [CanViewIncidents]
     serializer_class = serializers.IncidentDetailSerializer
     lookup_field = "incident_id"
 
     def get_queryset(self) -> QuerySet[Incident]:
-        return selectors.incident_detail_queryset()
+        return detail_queryset()
 
     @extend_schema(operation_id="incidents_retrieve", responses={
         200: serializers.IncidentDetailSerializer,

@@ -227,7 +227,14 @@ def _incident_blocks(body: dict) -> list[dict]:
 
 def _system_blocks(body: dict) -> list[dict]:
     detail = body["detail"]
-    if body["event"] == EventKind.AGENTS_DEGRADED:
+    if body["event"] == EventKind.AGENTS_DEGRADED and detail.get("reason") == "budget":
+        title = "⏸️ AI agents paused: daily budget reached"
+        text = (
+            f"${escape(detail.get('spent_usd'))} of the ${escape(detail.get('budget_usd'))} "
+            f"daily agent budget spent on {escape(detail.get('day'))} (UTC). Incidents wait as "
+            f"pending until {escape(detail.get('resumes_at'))} or a raised budget."
+        )
+    elif body["event"] == EventKind.AGENTS_DEGRADED:
         title = "🚨 AI agent system degraded"
         text = (
             f"{detail.get('failures')} triage runs in a row have failed "

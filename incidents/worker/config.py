@@ -8,8 +8,10 @@ import re
 import shlex
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from django.conf import settings
@@ -23,6 +25,18 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_]+)\}")
 STUB = "stub"
 STUB_MODULE = "incidents.stub_agent"
 SYSTEM_PYTHONS = "/usr/local/bin:/usr/bin:/bin"
+
+
+class UnknownProfile(LookupError):
+    """An incident asks for an agent profile this worker is not configured with."""
+
+    def __init__(self, profile: str, known: list[str]) -> None:
+        self.profile = profile
+        names = ", ".join(known) or "none"
+        super().__init__(
+            f"agent profile {profile!r} is not in this worker's TRIAGE_AGENT_PROFILES "
+            f"(configured: {names})"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,21 +57,35 @@ class WorkerConfig:
     kubeconfig_dir: Path | None = None
     pass_env: tuple[str, ...] = ()  # extra variable names the agent may see
     identity: AgentIdentity = field(default_factory=agent_identity)
+    # TRIAGE_AGENT_PROFILES: name -> agent command, for incidents re-run with a profile.
+    profiles: Mapping[str, str] = field(default_factory=dict)
+    daily_budget: Decimal | None = None  # TRIAGE_DAILY_BUDGET_USD; None: no budget
 
     def __post_init__(self) -> None:
         if not self.template:
             raise ValueError("the agent command is empty")
+        for name, command in self.profiles.items():
+            if not self.template_for(command):
+                raise ValueError(f"agent profile {name!r}: the command is empty")
+            self._check_placeholders(command, f"agent profile {name!r}: ")
+        if self.daily_budget is not None and self.daily_budget < 0:
+            raise ValueError(f"daily_budget must not be negative, not {self.daily_budget}")
         for name in ("timeout", "kill_grace", "poll_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {self.concurrency}")
-        for name in _PLACEHOLDER.findall(self.agent_command):
+        self._check_placeholders(self.agent_command)
+
+    def _check_placeholders(self, command: str, where: str = "") -> None:
+        for name in _PLACEHOLDER.findall(command):
             if name not in PLACEHOLDERS:
                 known = ", ".join(f"{{{known}}}" for known in PLACEHOLDERS)
-                raise ValueError(f"unknown placeholder {{{name}}} (known: {known})")
-        if "{prompt}" in self.agent_command and self.prompt is None:
-            raise ValueError("{prompt} needs TRIAGE_AGENT_PROMPT_FILE (the prompt's text)")
+                raise ValueError(f"{where}unknown placeholder {{{name}}} (known: {known})")
+        if "{prompt}" in command and self.prompt is None:
+            raise ValueError(
+                f"{where}{{prompt}} needs TRIAGE_AGENT_PROMPT_FILE (the prompt's text)"
+            )
 
     @property
     def is_stub(self) -> bool:
@@ -65,25 +93,38 @@ class WorkerConfig:
 
     @property
     def template(self) -> list[str]:
-        """The agent command split like a shell would (no shell runs it), placeholders unfilled.
+        """The default agent command (TRIAGE_AGENT_COMMAND), split; see `template_for`."""
+        return self.template_for(self.agent_command)
+
+    def template_for(self, command: str) -> list[str]:
+        """An agent command split like a shell would (no shell runs it), placeholders unfilled.
 
         `stub` is the shipped demo agent, run with a Python the agent's user can execute. A
         relative program path (`scripts/agent`) is made absolute against the worker's working
         directory, since the agent itself runs in its workspace.
         """
-        if self.is_stub:
+        if command.strip() == STUB:
             return [stub_python(self.identity), "-m", STUB_MODULE]
-        argv = shlex.split(self.agent_command)
+        argv = shlex.split(command)
         if argv and os.sep in argv[0] and not os.path.isabs(argv[0]):
             argv[0] = os.path.abspath(argv[0])
         return argv
 
-    def argv(self, **values: str) -> list[str]:
-        """The command for one run: every placeholder replaced by its value, within its argument
-        (a prompt with spaces and quotes stays one argument)."""
+    def command_for(self, profile: str) -> str:
+        """The agent command of a profile ("" is the default command). Raises UnknownProfile
+        when this worker has no such profile (its TRIAGE_AGENT_PROFILES differ from the web's)."""
+        if not profile:
+            return self.agent_command
+        if profile not in self.profiles:
+            raise UnknownProfile(profile, sorted(self.profiles))
+        return self.profiles[profile]
+
+    def argv(self, profile: str = "", **values: str) -> list[str]:
+        """The command for one run of `profile`: every placeholder replaced by its value, within
+        its argument (a prompt with spaces and quotes stays one argument)."""
         return [
             _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), arg)
-            for arg in self.template
+            for arg in self.template_for(self.command_for(profile))
         ]
 
     @property

@@ -23,12 +23,14 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 from django.db import DatabaseError, connections, transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from incidents.budget import BudgetState, budget_state, notify_budget_reached
 from incidents.choices import Status
 from incidents.models import Incident
 from incidents.store import DjangoStateStore, StoreError
@@ -58,6 +60,7 @@ class Summary:
     failure: str = ""  # why the worker stopped early ("" when it did not)
     failure_kind: str = ""  # "database" or "workspace"
     left: str = ""  # what the queue held when it stopped early
+    paused: str = ""  # why claims were paused when it ended (the daily budget), "" if not
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def fail(self, kind: str, reason: str) -> None:
@@ -91,6 +94,8 @@ class Summary:
         )
         if self.failure:
             line += f"; stopped early ({self.failure_kind}), left: {self.left}"
+        if self.paused:
+            line += f"; claims paused: {self.paused}"
         return line
 
 
@@ -104,6 +109,7 @@ class Worker:
         mode: Mode = Mode.FOREVER,
         store_factory: Callable[[], DjangoStateStore] = DjangoStateStore,
         recovery_interval: float = 60.0,
+        clock: Callable[[], datetime] = timezone.now,
     ) -> None:
         self.config = config
         self.mode = mode
@@ -116,6 +122,9 @@ class Worker:
         self._last_recovery = float("-inf")
         self._claims_left = 1 if mode == Mode.ONCE else None
         self._claims_lock = threading.Lock()
+        self.clock = clock  # the budget's notion of "today" (tests move it)
+        self._budget_lock = threading.Lock()
+        self._budget_paused: tuple | None = None  # (day, limit) the pause was logged for
 
     # -- control ----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -213,6 +222,11 @@ class Worker:
                 self._recover(store)
                 # Before each claim: an agent may have taken the root's mode (`chmod 000`).
                 ensure_root(self.config.workspace_root)
+                if not self._budget_allows(store):
+                    if self.mode != Mode.FOREVER:
+                        return
+                    self._stop.wait(self.config.poll_interval)
+                    continue
                 if not self._take_claim():
                     return
                 incident = store.claim_next_incident()
@@ -234,6 +248,44 @@ class Worker:
                 logger.exception("database error; retrying", extra={"step": "database error"})
                 connections[store.using].close()
                 self._stop.wait(self.config.poll_interval)
+
+    def _budget_allows(self, store: DjangoStateStore) -> bool:
+        """Whether today's recorded spend leaves room under the daily budget (one indexed query;
+        see `incidents.budget`). A pause is logged, and notified, once per day and budget; the
+        end of one (a new UTC day, a raised budget) once too."""
+        if self.config.daily_budget is None:
+            return True
+        state = budget_state(now=self.clock(), limit=self.config.daily_budget, using=store.using)
+        with self._budget_lock:
+            if not state.exhausted:
+                if self._budget_paused is not None:
+                    self._budget_paused = None
+                    self.summary.paused = ""
+                    logger.info(
+                        "worker resumes claiming: $%.2f spent of $%.2f on %s",
+                        state.spent,
+                        state.limit,
+                        state.day,
+                        extra={"step": "budget resumed", "spent_usd": str(state.spent)},
+                    )
+                return True
+            if self._budget_paused != (state.day, state.limit):
+                self._budget_paused = (state.day, state.limit)
+                self.summary.paused = state.reason()
+                self._announce_pause(state, store)
+        return False
+
+    def _announce_pause(self, state: BudgetState, store: DjangoStateStore) -> None:
+        logger.warning(
+            "worker stops claiming: %s",
+            state.reason(),
+            extra={"step": "budget reached", "spent_usd": str(state.spent)},
+        )
+        try:
+            notify_budget_reached(state, using=store.using)
+        except DatabaseError:
+            # The pause holds either way; the next day's (or budget's) pause notifies again.
+            logger.exception("budget notification not written", extra={"step": "budget notify"})
 
     def _stop_early(self, kind: str, reason: str) -> None:
         logger.error(

@@ -59,8 +59,9 @@ from incidents.models import AgentExecution, Incident, TriageReport
 from incidents.rendering import render_markdown
 from incidents.store import WORKER_LOST, DjangoStateStore
 from incidents.worker.agent import AgentResult, agent_environment, run_agent
-from incidents.worker.config import WorkerConfig
+from incidents.worker.config import UnknownProfile, WorkerConfig
 from incidents.worker.isolation import is_private_file
+from incidents.worker.result import read_result
 from incidents.worker.workspace import (
     Workspace,
     WorkspaceError,
@@ -268,8 +269,23 @@ def triage_incident(
     if incident.started_at is None:  # a programming error: the claim sets it
         raise ValueError(f"incident {incident.incident_id} is not claimed (no started_at)")
     started = time.monotonic()
-    execution = AgentExecution(incident_id=incident.incident_id, started_at=incident.started_at)
+    execution = AgentExecution(
+        incident_id=incident.incident_id,
+        started_at=incident.started_at,
+        agent_profile=incident.agent_profile,
+    )
     _log("claimed", incident, incident.status, started, fault_type=incident.fault_type)
+    try:
+        config.command_for(incident.agent_profile)
+    except UnknownProfile as error:
+        # A re-run asked for a profile this worker lacks (its settings differ from the web's):
+        # said on the incident, which a responder can re-run with a profile that exists.
+        execution.completed_at = max(execution.started_at, timezone.now())
+        execution.error_message = str(error)
+        store.record_agent_execution(execution)
+        return _finish(
+            store, incident, execution, Verdict(Status.AGENT_FAILED, None, str(error)), started
+        )
     try:
         workspace = prepare_workspace(
             config.workspace_root,
@@ -296,6 +312,7 @@ def triage_incident(
     )
     result = run_agent(
         config.argv(
+            incident.agent_profile,
             workspace=str(workspace.path),
             incident_id=str(incident.incident_id),
             execution_id=str(execution.execution_id),
@@ -317,6 +334,9 @@ def triage_incident(
     execution.completed_at = result.completed_at
     execution.exit_code = verdict.exit_code
     execution.error_message = "" if verdict.status == Status.RESOLVED else verdict.failure_reason
+    if not result.start_error:
+        # What the run cost counts even when it failed or timed out; never changes the verdict.
+        read_result(workspace).apply(execution)
     _log(
         "agent finished",
         incident,
@@ -325,6 +345,9 @@ def triage_incident(
         exit_code=result.returncode,
         agent_duration_s=round(result.duration_s, 3),
         dropped_log_bytes=result.dropped_bytes or None,
+        agent_profile=incident.agent_profile or None,
+        cost_usd=str(execution.cost_usd) if execution.cost_usd is not None else None,
+        result_error=execution.result_error or None,
     )
     _record_in_workspace(workspace, incident, execution, verdict)
     return _finish(store, incident, execution, verdict, started)

@@ -65,4 +65,32 @@
     enable(quieted);
     quieted = [];
   });
+
+  // Type-ahead for long checkbox lists (cluster, namespace, kind, fault type): a text box above
+  // the list hides the choices that do not contain what is typed; checked ones always stay.
+  // Without JavaScript the lists are plain checkboxes. The box has no name: it is never sent.
+  var lists = document.querySelectorAll("fieldset[data-typeahead]");
+  for (var t = 0; t < lists.length; t++) {
+    (function (fieldset) {
+      var labels = fieldset.querySelectorAll("label");
+      if (labels.length < 8) return;
+      var legend = fieldset.querySelector("legend");
+      var box = document.createElement("input");
+      box.type = "search";
+      box.className = "typeahead";
+      box.setAttribute("aria-label", "Find " + (legend ? legend.textContent.trim() : "a choice"));
+      box.placeholder = "Type to narrow";
+      fieldset.insertBefore(box, legend ? legend.nextSibling : fieldset.firstChild);
+      box.addEventListener("input", function () {
+        var text = box.value.trim().toLowerCase();
+        for (var i = 0; i < labels.length; i++) {
+          var input = labels[i].querySelector("input");
+          var keep = !text || (input && input.checked) ||
+            labels[i].textContent.toLowerCase().indexOf(text) !== -1;
+          var item = labels[i].closest("div") || labels[i];
+          item.hidden = !keep;
+        }
+      });
+    })(lists[t]);
+  }
 })();

@@ -43,6 +43,10 @@ def main() -> int:
     parser.add_argument("--spawn-sleeper", action="store_true")
     parser.add_argument("--record", help="append this incident's id to FILE (order of runs)")
     parser.add_argument("--dump-env", action="store_true", help="write seen.json in the cwd")
+    parser.add_argument("--result", help="write this text as output/result.json")
+    parser.add_argument("--result-bytes", type=int, help="write a result.json of this many bytes")
+    parser.add_argument("--result-symlink", action="store_true", help="result.json -> incident")
+    parser.add_argument("--result-hardlink", action="store_true", help="a hard link to incident")
     parser.add_argument("extra", nargs="*", help="ignored (placeholders under test)")
     options = parser.parse_args()
 
@@ -89,6 +93,15 @@ def main() -> int:
         report.write_text("# tiny\n")
     elif options.report == "symlink":
         report.symlink_to(Path(os.environ["TRIAGE_INCIDENT_FILE"]))
+    result = report.parent / "result.json"
+    if options.result is not None:
+        result.write_text(options.result)
+    elif options.result_bytes is not None:
+        result.write_bytes(b'{"agent": "' + b"x" * (options.result_bytes - 13) + b'"}')
+    elif options.result_symlink:
+        result.symlink_to(Path(os.environ["TRIAGE_INCIDENT_FILE"]))
+    elif options.result_hardlink:
+        os.link(os.environ["TRIAGE_INCIDENT_FILE"], result)
     if options.kill_self:
         os.kill(os.getpid(), getattr(signal, options.kill_self))
     return options.exit

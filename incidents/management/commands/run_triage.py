@@ -8,11 +8,13 @@ import threading
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError, CommandParser
 from django.db import connections
 
 from incidents import metrics
 from incidents.management.base import TriageCommand
+from incidents.profiles import agent_profiles
 from incidents.worker import Mode, Worker, WorkerConfig
 from incidents.worker.isolation import AgentIdentity, agent_identity, can_reach, harden_worker
 
@@ -158,7 +160,11 @@ class Command(TriageCommand):
                 else None,
                 pass_env=tuple(settings.TRIAGE_AGENT_PASS_ENV),
                 identity=identity,
+                profiles=agent_profiles(),
+                daily_budget=settings.TRIAGE_DAILY_BUDGET_USD,
             )
+        except ImproperlyConfigured as error:
+            raise CommandError(str(error), returncode=USAGE_ERROR) from None
         except OSError as error:
             raise CommandError(
                 f"TRIAGE_AGENT_PROMPT_FILE {options['prompt_file']}: {error.strerror or error}",
