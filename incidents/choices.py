@@ -56,6 +56,20 @@ class ActivityKind(models.TextChoices):
     SILENCE_CREATED = "silence_created", "Silence created"
     SILENCE_EXPIRED = "silence_expired", "Silence expired"
     RERUN = "rerun", "Re-run requested"  # with an agent profile (the run-cost issue)
+    VERDICT = "verdict", "Report judged"
+
+
+class Verdict(models.TextChoices):
+    """A person's judgement of a triage report's conclusion (`ReportVerdict`)."""
+
+    CORRECT = "correct", "Correct"
+    PARTLY_CORRECT = "partly_correct", "Partly correct"
+    WRONG = "wrong", "Wrong"
+    NOT_USEFUL = "not_useful", "Not useful"
+
+
+# The verdicts that say the report missed the cause: the person writes what the cause was.
+VERDICTS_NEEDING_CAUSE = frozenset({Verdict.PARTLY_CORRECT, Verdict.WRONG})
 
 
 class ActorKind(models.TextChoices):
@@ -107,6 +121,12 @@ ONCALL_COLOURS = {
     OnCallState.CLOSED: "grey",
 }
 NEEDS_A_HUMAN = (OnCallState.OPEN.value, OnCallState.ACKNOWLEDGED.value)
+VERDICT_COLOURS: dict[str, str] = {
+    Verdict.CORRECT: "green",
+    Verdict.PARTLY_CORRECT: "yellow",
+    Verdict.WRONG: "red",
+    Verdict.NOT_USEFUL: "grey",
+}
 STATUS_COLOURS: dict[str, str] = {
     Status.PENDING: "grey",
     Status.INVESTIGATING: "blue",

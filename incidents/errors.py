@@ -31,6 +31,12 @@ class SilenceNotFound(StoreError, LookupError):
         super().__init__(f"silence {silence_id} does not exist")
 
 
+class ReportNotFound(StoreError, LookupError):
+    def __init__(self, report_id: object) -> None:
+        self.report_id = report_id
+        super().__init__(f"triage report {report_id} does not exist")
+
+
 class Refusal(StrEnum):
     """Why the store refused a move: `InvalidTransition.reason`."""
 

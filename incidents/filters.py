@@ -23,19 +23,21 @@ the cache, and simply matches what it matches.
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from functools import reduce
 
 import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from incidents.choices import NEEDS_A_HUMAN, OnCallState, Severity, Status
-from incidents.models import Incident
+from incidents.choices import NEEDS_A_HUMAN, OnCallState, Severity, Status, Verdict
+from incidents.models import Incident, ReportVerdict
 from incidents.search import SearchText, known_values, search_terms, term_condition
 from incidents.selectors import FilterChoices, filter_choices
 
@@ -394,6 +396,14 @@ class IncidentFilterSet(django_filters.FilterSet):
         widget=forms.RadioSelect,
         label="Time is",
     )
+    # Verdicts on the incident's reports: any of the chosen verdicts, "any" (judged) or "none".
+    verdict = ClosedValuesInFilter(
+        method="filter_verdict",
+        lookup_expr="in",
+        choices=[*Verdict.choices, ("any", "Has a verdict"), ("none", "No verdict")],
+        widget=forms.CheckboxSelectMultiple,
+        label="Verdict",
+    )
     # The lookup is named for the record; `filter_q` ORs it with exact fault and incident ids.
     q = SearchFilter(
         method="filter_q",
@@ -473,6 +483,22 @@ class IncidentFilterSet(django_filters.FilterSet):
         for term in terms:
             queryset = queryset.filter(term_condition(term, known))
         return queryset
+
+    def filter_verdict(
+        self, queryset: QuerySet[Incident], name: str, value: list[str]
+    ) -> QuerySet[Incident]:
+        """EXISTS over the incident's reports' verdicts (report_verdicts_one_per_person leads
+        with the report; triage_reports_incident_idx finds the reports). Several values OR."""
+        if not value:
+            return queryset
+        judged = ReportVerdict.objects.filter(report__incident_id=OuterRef("pk"))
+        verdicts = [choice for choice in value if choice in Verdict.values]
+        conditions = [
+            *([Q(Exists(judged.filter(verdict__in=verdicts)))] if verdicts else []),
+            *([Q(Exists(judged))] if "any" in value else []),
+            *([~Q(Exists(judged))] if "none" in value else []),
+        ]
+        return queryset.filter(reduce(operator.or_, conditions))
 
     @classmethod
     def with_default(cls, data, **kwargs) -> IncidentFilterSet:

@@ -426,6 +426,12 @@ class TriageReport(models.Model):
     generated_at = models.DateTimeField(default=timezone.now)
     report_markdown = models.TextField()
     report_html = models.TextField(null=True, blank=True)  # noqa: DJ001 - NULL: not rendered yet
+    # The report's conclusion, read once when it is recorded (incidents.quality.compare): what
+    # "same conclusion as last time" compares. NULL: the report states none we can read.
+    headline_cause = models.TextField(null=True, blank=True)  # noqa: DJ001
+    headline_confidence = models.CharField(  # noqa: DJ001
+        max_length=64, null=True, blank=True
+    )
 
     class Meta:
         db_table = "triage_reports"
@@ -602,3 +608,6 @@ from incidents.notifications.models import (  # noqa: E402, F401
     NotificationBatch,
     NotificationChannel,
 )
+
+# Verdicts on reports and the scoreboard's day counters (incidents/quality/models.py).
+from incidents.quality.models import QualityDay, ReportVerdict  # noqa: E402, F401

@@ -33,6 +33,7 @@ from incidents.errors import (
     InvalidRecord,
     InvalidTransition,
     Refusal,
+    ReportNotFound,
     SilenceNotActive,
     SilenceNotFound,
     StoreError,
@@ -48,6 +49,9 @@ from incidents.models import (
 from incidents.notifications import outbox as notifications
 from incidents.notifications.models import Notification
 from incidents.oncall import OnCallMixin
+from incidents.quality import rollup
+from incidents.quality.compare import headline
+from incidents.quality.verdicts import VerdictMixin
 from incidents.rendering import render_markdown
 from incidents.store_batch import NewIncident, Outcome, write_batch
 from incidents.store_history import load_history
@@ -63,6 +67,7 @@ __all__ = [
     "InvalidTransition",
     "Outcome",
     "Refusal",
+    "ReportNotFound",
     "SilenceNotActive",
     "SilenceNotFound",
     "StateStore",
@@ -174,7 +179,7 @@ def _parse_id(incident_id: uuid.UUID | str) -> uuid.UUID | None:
         return None
 
 
-class DjangoStateStore(OnCallMixin):
+class DjangoStateStore(OnCallMixin, VerdictMixin):
     """StateStore on the Django ORM (SQLite or PostgreSQL, per `using`)."""
 
     def __init__(self, using: str | None = None) -> None:
@@ -536,6 +541,8 @@ class DjangoStateStore(OnCallMixin):
 
     def record_triage_report(self, report: TriageReport) -> TriageReport:
         """Store a report (insert, or update by report_id), rendering report_html if missing.
+        Its headline (root cause, confidence) is read and stored with it; a new report counts
+        in the scoreboard's day counters, in the same transaction.
 
         The report's execution must belong to the report's incident. Raises IncidentNotFound,
         InvalidRecord.
@@ -543,9 +550,17 @@ class DjangoStateStore(OnCallMixin):
         record = f"triage report {report.report_id}"
         if not report.report_html:
             report.report_html = render_markdown(report.report_markdown)
+        # What "same conclusion as last time" and report_ready's "unchanged" compare.
+        report.headline_cause, report.headline_confidence = headline(report.report_markdown)
         _validate(report, record=record, exclude=["incident", "execution"])
         with transaction.atomic(using=self.using):
-            if not self._incidents().filter(pk=report.incident_id).exists():
+            incident = (
+                self._incidents()
+                .filter(pk=report.incident_id)
+                .values_list("cluster", "fault_type")
+                .first()
+            )
+            if incident is None:
                 raise IncidentNotFound(report.incident_id)
             execution_incident = (
                 AgentExecution.objects.using(self.using)
@@ -563,11 +578,17 @@ class DjangoStateStore(OnCallMixin):
                         ]
                     },
                 )
+            is_new = not TriageReport.objects.using(self.using).filter(pk=report.pk).exists()
             try:
                 with transaction.atomic(using=self.using):
                     report.save(using=self.using)
             except IntegrityError as error:
                 raise InvalidRecord(record, {"__all__": [str(error)]}) from None
+            if is_new:  # the scoreboard's count of the day's reports
+                rollup.bump(
+                    self.using, day=rollup.day_of(report.generated_at), cluster=incident[0],
+                    fault_type=incident[1], reports=1,
+                )  # fmt: skip
             notifications.report_recorded(self.using, report)
         return report
 

@@ -18,7 +18,16 @@ from dataclasses import dataclass, field
 from django.db import connections, transaction
 from django.db.models import Model
 
-from incidents.models import AgentExecution, FaultEvent, Incident, IncidentActivity, TriageReport
+from incidents.models import (
+    AgentExecution,
+    FaultEvent,
+    Incident,
+    IncidentActivity,
+    QualityDay,
+    ReportVerdict,
+    TriageReport,
+)
+from incidents.quality import rollup
 
 Row = tuple
 
@@ -29,6 +38,8 @@ HISTORY_MODELS: tuple[type[Model], ...] = (
     AgentExecution,
     TriageReport,
     IncidentActivity,
+    ReportVerdict,
+    QualityDay,
 )
 
 
@@ -90,6 +101,8 @@ def load_history(using: str, *, flush: bool = False) -> Iterator[HistoryLoader]:
                 for _, definition in indexes:
                     cursor.execute(definition)
                 loader.index_seconds = time.perf_counter() - began
+            # The scoreboard's day counters, counted from what was loaded.
+            rollup.rebuild(using)
     # Fresh statistics for the planner. Outside a transaction PostgreSQL also VACUUMs: COPY leaves
     # the visibility map unset, and index-only scans (the capped counts) need it.
     command = "VACUUM ANALYZE" if postgres and not connection.in_atomic_block else "ANALYZE"

@@ -3,6 +3,7 @@
 from django.urls import path
 
 from incidents import oncall_views, rerun_views, saved_views, views
+from incidents.quality import views as quality_views
 
 app_name = "incidents"
 
@@ -45,4 +46,10 @@ urlpatterns = [
     ),
     path("reports/<uuid:report_id>/", views.ReportDetailView.as_view(), name="report"),
     path("reports/<uuid:report_id>/raw/", views.ReportRawView.as_view(), name="report-raw"),
+    path(
+        "reports/<uuid:report_id>/verdict/",
+        quality_views.VerdictView.as_view(),
+        name="report-verdict",
+    ),
+    path("quality/", quality_views.ScoreboardView.as_view(), name="quality"),
 ]

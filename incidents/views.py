@@ -32,6 +32,7 @@ from incidents.context import printable
 from incidents.filters import IncidentFilterSet
 from incidents.forms import ListControlsForm
 from incidents.models import AgentExecution, Incident, TriageReport
+from incidents.quality.views import report_quality_context
 from incidents.rendering import render_cached
 from incidents.report_summary import summarize_report
 from incidents.rerun_views import RerunForm, can_rerun
@@ -418,6 +419,7 @@ class ReportDetailView(PermissionRequiredMixin, DetailView):
     def get_context_data(self, **kwargs) -> dict:
         context = super().get_context_data(**kwargs)
         context["rendered"] = render_cached(self.object.report_markdown)
+        context.update(report_quality_context(self.request, self.object))
         return context
 
 

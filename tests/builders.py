@@ -97,9 +97,15 @@ def make_execution(incident: Incident, **overrides) -> AgentExecution:
 
 
 def make_report(incident: Incident, execution: AgentExecution | None = None, **overrides):
+    """A saved report; `recorded=True` records it through the store (headline, counters)."""
+    recorded = overrides.pop("recorded", False)
     execution = execution or make_execution(incident)
     values = {"incident": incident, "execution": execution, "report_markdown": REPORT_MARKDOWN}
     values.update(overrides)
     report = TriageReport(**values)
+    if recorded:
+        from incidents.store import DjangoStateStore
+
+        return DjangoStateStore().record_triage_report(report)
     report.save(force_insert=True)
     return report

@@ -35,6 +35,8 @@ DESIGN_COLUMNS = {
     "triage_reports": {
         "report_id", "incident_id", "execution_id", "generated_at", "report_markdown",
         "report_html",
+        # The AI-quality issue's: the headline read when the report was recorded.
+        "headline_cause", "headline_confidence",
     },
 }  # fmt: skip
 NULLABLE = {
@@ -58,7 +60,7 @@ NULLABLE = {
         "cost_usd",
         "tool_calls",
     },
-    "triage_reports": {"report_html"},
+    "triage_reports": {"report_html", "headline_cause", "headline_confidence"},
 }
 
 

@@ -39,8 +39,8 @@ SEVERITY_SORT_EXTRA = 3
 DETAIL_QUERIES = 8
 # A viewer gets no action forms, so not the people an incident can be assigned to.
 RESPONDER_ONLY_DETAIL_QUERIES = 1
-# Session and user, the report with its incident.
-REPORT_QUERIES = 3
+# Session and user, the report with its incident, its verdicts, the fault's previous report.
+REPORT_QUERIES = 5
 # Sorted by status the page reads each of the five statuses (while the page is not full).
 STATUS_SORT_EXTRA = 4
 # A viewer's rights come from its group: the user's and the group's permissions, read once.
@@ -660,6 +660,7 @@ def test_pages_have_no_inline_script_style_or_event_handler(admin_client, client
         admin_client.get(f"{LIST}?status=bogus"),
         admin_client.get(incident.get_absolute_url()),
         admin_client.get(report.get_absolute_url()),
+        admin_client.get(reverse("incidents:quality")),
         client.get(reverse("login")),
     ]
     for response in pages:

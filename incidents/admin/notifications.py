@@ -48,7 +48,10 @@ class ChannelForm(forms.ModelForm):
 
     class Meta:
         model = NotificationChannel
-        fields = ["name", "kind", "url", "secret", "min_severity", "clusters", "events", "enabled"]
+        fields = [
+            "name", "kind", "url", "secret", "min_severity", "clusters", "events", "enabled",
+            "skip_unchanged_reports",
+        ]  # fmt: skip
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

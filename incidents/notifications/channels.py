@@ -89,6 +89,7 @@ def create_channel(
     clusters: Sequence[str] = (),
     events: Sequence[str] = (),
     enabled: bool = True,
+    skip_unchanged_reports: bool = False,
 ) -> NotificationChannel:
     """Validate and save a new channel. Raises ChannelError (also for a name in use)."""
     channel = NotificationChannel(
@@ -100,6 +101,7 @@ def create_channel(
         clusters=sorted({c.strip() for c in clusters}),
         events=sorted(set(events), key=EventKind.values.index) if events else [],
         enabled=enabled,
+        skip_unchanged_reports=skip_unchanged_reports,
     )
     validate_channel(channel)
     channel.save(force_insert=True)

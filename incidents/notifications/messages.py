@@ -207,6 +207,8 @@ def _incident_blocks(body: dict) -> list[dict]:
         },
     ]
     lines = []
+    if detail.get("unchanged"):
+        lines.append("*Unchanged:* same conclusion as the previous report of this fault")
     if report:
         lines.append(f"*Root cause:* {escape(report['root_cause'] or 'not stated in the report')}")
         lines.append(f"*Confidence:* {escape(report['confidence'] or 'not stated')}")

@@ -39,6 +39,9 @@ class NotificationChannel(models.Model):
     clusters = models.JSONField(default=_empty_list, blank=True, help_text="Empty: every cluster.")
     events = models.JSONField(default=_empty_list, blank=True, help_text="Empty: every event.")
     enabled = models.BooleanField(default=True)
+    # report_ready for a report whose headline is the previous report's (the fault's): sent
+    # marked "unchanged", or not at all when this is on.
+    skip_unchanged_reports = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

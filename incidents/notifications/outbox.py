@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -77,6 +77,7 @@ def enqueue(
     *,
     using: str | None = None,
     dedup_key: str | None = None,
+    skip: Callable[[NotificationChannel], bool] | None = None,
     **detail: object,
 ) -> int:
     """Write `event`'s outbox rows for every channel it routes to; call inside the transaction
@@ -95,6 +96,8 @@ def enqueue(
     severity = incident.severity if incident is not None else None
     cluster = incident.cluster if incident is not None else None
     channels = [c for c in channels if routes(c, event, severity=severity, cluster=cluster)]
+    if skip is not None:  # a channel's own switch for this event (skip_unchanged_reports)
+        channels = [c for c in channels if not skip(c)]
     if not channels:
         return 0
     incident_id = incident.pk if incident is not None else None
@@ -217,16 +220,35 @@ def report_recorded(using: str | None, report: TriageReport) -> int:
         return 0
     incident = (
         Incident.objects.using(using)
-        .only("severity", "cluster", "oncall_state")
+        .only("severity", "cluster", "oncall_state", "fault_id")
         .get(pk=report.incident_id)
     )
+    unchanged = _same_headline_as_before(using, report, incident.fault_id)
     return enqueue(
         EventKind.REPORT_READY,
         incident,
         using=using,
         dedup_key=f"{EventKind.REPORT_READY}:{report.report_id}",
+        skip=(lambda channel: channel.skip_unchanged_reports) if unchanged else None,
         report_id=report.report_id,
+        # Said only when true: the message reads "unchanged" (detail as before otherwise).
+        **({"unchanged": True} if unchanged else {}),
     )
+
+
+def _same_headline_as_before(using: str, report: TriageReport, fault_id: str) -> bool:
+    """Whether the report concludes what the fault's previous report did (stored headlines)."""
+    from incidents.quality.compare import same_conclusion
+
+    previous = (
+        TriageReport.objects.using(using)
+        .filter(incident__fault_id=fault_id, generated_at__lt=report.generated_at)
+        .exclude(pk=report.pk)
+        .order_by("-generated_at", "-report_id")
+        .values_list("headline_cause", flat=True)
+        .first()
+    )
+    return bool(same_conclusion(previous, report.headline_cause))
 
 
 def incident_completed(using: str | None, incident: Incident) -> int:

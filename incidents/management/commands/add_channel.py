@@ -69,6 +69,11 @@ class Command(BaseCommand):
             help=f"Only these events (default: all of {', '.join(EventKind.values)}).",
         )
         parser.add_argument("--disabled", action="store_true", help="Add it switched off.")
+        parser.add_argument(
+            "--skip-unchanged-reports",
+            action="store_true",
+            help="No report_ready when the report concludes what the fault's previous one did.",
+        )
 
     def handle(self, *args, **options) -> None:
         if options["url_file"] == options["secret_file"] == "-":
@@ -87,6 +92,7 @@ class Command(BaseCommand):
                 clusters=options["cluster"],
                 events=options["events"],
                 enabled=not options["disabled"],
+                skip_unchanged_reports=options["skip_unchanged_reports"],
             )
         except ChannelError as error:
             raise CommandError(str(error)) from None
