@@ -9,7 +9,7 @@ from django.utils import timezone
 from incidents.choices import OnCallState, Severity
 from incidents.ingest import IngestionService
 from incidents.models import Incident, Silence
-from tests.browser.conftest import DOCS, PASSWORD, sign_in
+from tests.browser.conftest import PASSWORD, SCREENSHOTS, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -111,7 +111,7 @@ def test_a_responder_works_the_on_call_loop(page, live_server, responder, demo_h
     page.get_by_role("button", name="Silence", exact=True).click()
     page.wait_for_url(f"{live_server.url}/incidents/{first.pk}/")
     assert "Silenced" in page.get_by_test_id("messages").inner_text()
-    page.screenshot(path=str(DOCS / "incident-oncall.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / "incident-oncall.png"), full_page=True)
 
     # The same fault fires again: stored, counted on the silence, no incident opened.
     before = Incident.objects.filter(fault_id=first.fault_id).count()
@@ -124,7 +124,7 @@ def test_a_responder_works_the_on_call_loop(page, live_server, responder, demo_h
     active = page.get_by_test_id("active-silences")
     assert active.get_by_test_id("silence-matched").inner_text() == "1"
     assert Silence.objects.get().matched == 1
-    page.screenshot(path=str(DOCS / "silences.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / "silences.png"), full_page=True)
     assert console_errors == []
 
 
