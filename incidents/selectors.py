@@ -31,8 +31,9 @@ from typing import cast
 
 from django.core.cache import cache
 from django.db.models import CharField, Count, Prefetch, Q, QuerySet, Value
-from django.db.models.functions import TruncDate
+from django.db.models.functions import Cast, TruncDate
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from incidents.choices import (
     SEVERITY_COLOURS,
@@ -43,12 +44,14 @@ from incidents.choices import (
 )
 from incidents.models import (
     AgentExecution,
+    AgentHealth,
     FaultEvent,
     Incident,
     IncidentActivity,
     Silence,
     TriageReport,
 )
+from incidents.notifications import breaker
 
 PAGE_SIZE = 50
 # Counting is the list's one cost that grows with the matches (a heap visit per row for most
@@ -488,6 +491,18 @@ class FilterChoices:
 CHOICES_CACHE_KEY = "incidents:filter-choices"
 
 
+DEGRADED_SINCE = "agents:degraded_since"
+
+
+def _parse_database_datetime(text: str) -> datetime:
+    """A timestamp cast to text by the database: PostgreSQL's carries its offset (the session is
+    in UTC), SQLite's is naive UTC."""
+    parsed = parse_datetime(text)
+    if parsed is None:
+        raise ValueError(f"agent_health.degraded_since: not a timestamp: {text!r}")
+    return parsed if timezone.is_aware(parsed) else parsed.replace(tzinfo=UTC)
+
+
 def filter_choices() -> FilterChoices:
     """The distinct clusters, namespaces, kinds and fault types, from `fault_events`.
 
@@ -508,10 +523,24 @@ def filter_choices() -> FilterChoices:
         .distinct()
         for column in columns
     ]
+    # The agents-degraded banner's state rides along (a row only while degraded): every page
+    # shows the banner, and a cold list page would otherwise pay a query for it alone. It is
+    # cached for the banner's own BANNER_CACHE_SECONDS, not for the choices' time.
+    parts.append(
+        AgentHealth.objects.filter(pk=1, degraded_since__isnull=False)
+        .order_by()
+        .values_list(
+            Value(DEGRADED_SINCE, output_field=CharField()), Cast("degraded_since", CharField())
+        )
+    )
     found: dict[str, set[str]] = {column: set() for column in columns}
+    degraded_since: datetime | None = None
     for column, value in parts[0].union(*parts[1:], all=True):
-        if value:
+        if column == DEGRADED_SINCE:
+            degraded_since = _parse_database_datetime(value)
+        elif value:
             found[column].add(value)
+    breaker.remember_degraded_since(degraded_since)
     choices = FilterChoices(
         clusters=sorted(found["cluster"]),
         namespaces=sorted(found["resource_namespace"]),

@@ -23,9 +23,9 @@ from tests.builders import make_execution, make_fault_event, make_incident, make
 pytestmark = pytest.mark.django_db
 
 LIST = "/"
-# Session and user (2), the page (1), the capped count (1), the summary (1), the choices (1),
-# the agents' health for the degraded banner (1).
-LIST_QUERIES_COLD = 7
+# Session and user (2), the page (1), the capped count (1), the summary (1), the choices with
+# the agents' health for the degraded banner in the same round trip (1).
+LIST_QUERIES_COLD = 6
 # The summary, the choices and the agents' health from the cache.
 LIST_QUERIES_WARM = 4
 # Sorted by severity the page reads each of the four severities (while the page is not full).

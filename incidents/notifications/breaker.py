@@ -127,6 +127,13 @@ def degraded_since(using: str | None = None) -> datetime | None:
             .values_list("degraded_since", flat=True)
             .first()
         )
-        cached = {"since": since}
-        cache.set(BANNER_CACHE_KEY, cached, BANNER_CACHE_SECONDS)
+        cached = remember_degraded_since(since)
     return cached["since"]
+
+
+def remember_degraded_since(since: datetime | None) -> dict[str, datetime | None]:
+    """Cache the banner's state read by another query (the dashboard's filter choices read it
+    in their round trip), so the next degraded_since() needs no query of its own."""
+    cached = {"since": since}
+    cache.set(BANNER_CACHE_KEY, cached, BANNER_CACHE_SECONDS)
+    return cached
