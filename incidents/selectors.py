@@ -517,7 +517,7 @@ def filter_choices() -> FilterChoices:
 
     columns = ("cluster", "resource_namespace", "resource_kind", "fault_type")
     # One round trip: the four DISTINCTs as a UNION ALL, each row tagged with its column.
-    parts = [
+    parts: list[QuerySet] = [
         FaultEvent.objects.order_by()
         .values_list(Value(column, output_field=CharField()), column)
         .distinct()

@@ -35,9 +35,7 @@ class IssuedToken:
     secret: str  # shown once, never stored
 
 
-def issue_token(
-    user: User, *, name: str = "", expires_in_days: int | None = None
-) -> IssuedToken:
+def issue_token(user: User, *, name: str = "", expires_in_days: int | None = None) -> IssuedToken:
     """A new token for `user`, saved; the secret is returned and nowhere else kept."""
     secret = SECRET_PREFIX + secrets.token_urlsafe(SECRET_BYTES)
     now = timezone.now()
