@@ -85,7 +85,8 @@ def offered_lookups(model_admin: admin.ModelAdmin, request: HttpRequest) -> set[
     offered: set[str] = set()
     for item in model_admin.get_list_filter(request):
         if isinstance(item, type) and issubclass(item, admin.SimpleListFilter):
-            offered.add(item.parameter_name)
+            if item.parameter_name:  # Django refuses a filter without one
+                offered.add(item.parameter_name)
             continue
         path = item[0] if isinstance(item, list | tuple) else item
         offered.update(f"{path}{suffix}" for suffix in FILTER_SUFFIXES)

@@ -85,11 +85,13 @@ def run_ended(using: str, incident: Incident, *, now: datetime | None = None) ->
         health.failing_since = health.degraded_since = None
         health.last_failure_reason = ""
     else:
+        # A completion sets completed_at; `now` only stands in for a row that lost it.
+        ended = incident.completed_at or now
         written += enqueue(
             EventKind.AGENT_FAILED,
             incident,
             using=using,
-            dedup_key=f"{EventKind.AGENT_FAILED}:{incident.pk}:{incident.completed_at.isoformat()}",
+            dedup_key=f"{EventKind.AGENT_FAILED}:{incident.pk}:{ended.isoformat()}",
             status=incident.status,
             exit_code=incident.exit_code,
             failure_reason=(incident.failure_reason or "")[:2000],
