@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import admin, messages
 from django.contrib.admin.exceptions import DisallowedModelAdminLookup
@@ -180,7 +180,7 @@ class ResourceSearchMixin(IdSearchMixin):
     un-indexed `LIKE '%…%'` in the OR would make PostgreSQL read every row.
     """
 
-    search_fields = ("resource_name",)
+    search_fields: ClassVar[list[str] | tuple[str, ...]] = ("resource_name",)
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet, search_term: str
