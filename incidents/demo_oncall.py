@@ -10,7 +10,9 @@ been played, running it again does nothing.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 
 from django.contrib.auth import get_user_model
 from django.utils import timezone
@@ -55,25 +57,24 @@ def play_oncall(store: DjangoStateStore | None = None) -> Counter[str]:
         .values_list("pk", flat=True)
     )
     half = len(finished) // 2
-    steps = []
+    # Each step is a store call with its arguments bound.
+    steps: list[tuple[str, Callable[[], object]]] = []
     for n, pk in enumerate(finished[:half]):  # the older half: closed
-        steps.append(("closed", lambda pk=pk, n=n: store.close_incident(
+        steps.append(("closed", partial(store.close_incident,
             pk, by=(alice, bob)[n % 2], resolution=RESOLUTIONS[n % len(RESOLUTIONS)],
             note="rolled back the release" if n % 5 == 0 else "",
         )))  # fmt: skip
     for n, pk in enumerate(finished[half : half + 6]):  # some newer ones: someone is on them
         user = (alice, bob)[n % 2]
-        steps.append(("acknowledged", lambda pk=pk, u=user: store.acknowledge_incident(pk, by=u)))
-        steps.append(
-            ("assigned", lambda pk=pk, u=user: store.assign_incident(pk, assignee=u, by=u))
-        )
+        steps.append(("acknowledged", partial(store.acknowledge_incident, pk, by=user)))
+        steps.append(("assigned", partial(store.assign_incident, pk, assignee=user, by=user)))
         if n == 0:
-            steps.append(("noted", lambda pk=pk, u=user: store.add_incident_note(
-                pk, text="Rollout paused; watching the error rate before rolling back.", by=u,
+            steps.append(("noted", partial(store.add_incident_note,
+                pk, text="Rollout paused; watching the error rate before rolling back.", by=user,
             )))  # fmt: skip
     if finished[:half]:
         pk = finished[half - 1]
-        steps.append(("reopened", lambda pk=pk: store.reopen_incident(
+        steps.append(("reopened", partial(store.reopen_incident,
             pk, by=bob, note="It fired again after the fix.",
         )))  # fmt: skip
     for kind, step in steps:

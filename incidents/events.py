@@ -324,14 +324,15 @@ def parse_timestamp(value: Any, name: str = "timestamp") -> datetime:
         except ValueError:
             pass  # the shape is right but a value is out of range (month 13, 25:00…)
         else:
+            utc: datetime | None
             try:
                 # OverflowError: year 1 or 9999 pushed past datetime's range by the offset.
-                parsed = parsed.astimezone(UTC)
+                utc = parsed.astimezone(UTC)
             except OverflowError:
-                parsed = None
-            if parsed is None or not TIMESTAMP_MIN <= parsed < TIMESTAMP_MAX:
+                utc = None
+            if utc is None or not TIMESTAMP_MIN <= utc < TIMESTAMP_MAX:
                 raise RejectedRecord(f"{name} {value!r} is out of range ({_RANGE_TEXT})")
-            return parsed
+            return utc
     raise RejectedRecord(f"{name} {value!r} is not RFC 3339")
 
 

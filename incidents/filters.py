@@ -247,7 +247,7 @@ class TimeRangeForm(forms.Form):
     """The filters' form: a range ends after it starts; a quick range or dates, not both."""
 
     def clean(self) -> dict:
-        data = super().clean()
+        data = super().clean() or {}
         for prefix, label in (("created", "Created"), ("occurred", "Occurred")):
             start, end = data.get(f"{prefix}_after"), data.get(f"{prefix}_before")
             if start is not None and end is not None and start >= end:
@@ -288,13 +288,12 @@ class TimeRange:
         what = TIME_BASES[self.basis][1]
         if self.quick:
             return f"{what}: {QUICK_RANGES[self.quick][0]}"
-        if self.start is None and self.end is None:
-            return f"{what}: all time"
-        if self.end is None:
-            return f"{what}: since {_moment(self.start)}"
-        if self.start is None:
-            return f"{what}: before {_moment(self.end)}"
-        return f"{what}: {_moment(self.start)} to {_moment(self.end)}"
+        start, end = self.start, self.end
+        if start is None:
+            return f"{what}: all time" if end is None else f"{what}: before {_moment(end)}"
+        if end is None:
+            return f"{what}: since {_moment(start)}"
+        return f"{what}: {_moment(start)} to {_moment(end)}"
 
 
 def _moment(value: datetime) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections
 
 from incidents.ingest import IngestCounts, IngestionService, Outcome, Rejection
@@ -46,7 +47,7 @@ class IngestWorker(threading.Thread):
         self,
         *,
         source: str,
-        batch_size: int = 1000,
+        batch_size: int | None = None,  # None: TRIAGE_INGEST_BATCH_SIZE
         rejects_path: Path | None = None,
         max_backlog: int = MAX_BACKLOG,
         cluster: str | None = None,
@@ -54,7 +55,7 @@ class IngestWorker(threading.Thread):
         super().__init__(name="mcp-ingest", daemon=True)
         self.source = source
         self.cluster = cluster
-        self.batch_size = batch_size
+        self.batch_size = settings.TRIAGE_INGEST_BATCH_SIZE if batch_size is None else batch_size
         self.rejects_path = rejects_path
         self._rejects: TextIO | None = None
         self.counts = IngestCounts()

@@ -5,6 +5,7 @@ fields onto its incidents) live in `incidents.store`.
 """
 
 import uuid
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
@@ -100,7 +101,11 @@ class FaultEvent(models.Model):
         return "/".join(part for part in parts if part) or "(no resource)"
 
 
-def _person(related_name: str) -> models.ForeignKey:
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+
+def _person(related_name: str) -> "models.ForeignKey[User | None, User | None]":
     """A nullable link to a user: history keeps its rows when the account is deleted."""
     return models.ForeignKey(
         settings.AUTH_USER_MODEL,

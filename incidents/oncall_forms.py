@@ -6,6 +6,7 @@ The forms validate input only; the store decides whether the action is allowed n
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import cast
 
 from django import forms
 from django.contrib.auth import get_user_model
@@ -46,7 +47,9 @@ class BulkActionForm(forms.Form):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # Any UUID is a valid choice: the store answers for unknown ones.
-        self.fields["incident"].valid_value = _is_uuid  # type: ignore[method-assign]
+        # self.fields holds copies of the fields declared above, typed as plain Fields.
+        incident = cast(forms.TypedMultipleChoiceField, self.fields["incident"])
+        incident.valid_value = _is_uuid  # type: ignore[method-assign]
         self.fields["incident"].error_messages["required"] = "Select at least one incident."
 
     def clean_resolution(self) -> str:
@@ -105,7 +108,8 @@ class AssignForm(forms.Form):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["assignee"].queryset = responders()
+        assignee = cast(forms.ModelChoiceField, self.fields["assignee"])
+        assignee.queryset = responders()
 
 
 DURATIONS = (
@@ -136,7 +140,8 @@ class SilenceForm(forms.Form):
     next = NextField()
 
     def clean(self) -> dict:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if not any(data.get(name) for name in Silence.MATCH_FIELDS):
             raise forms.ValidationError(
                 "Give at least one of cluster, namespace, kind, fault type or resource name."

@@ -63,7 +63,7 @@ def _back(request: HttpRequest, fallback: str) -> str:
 
 def _form_errors(form: forms.Form) -> str:
     return " ".join(
-        f"{'' if name == '__all__' else name + ': '}{' '.join(errors)}"
+        f"{'' if name == '__all__' else name + ': '}{' '.join(str(e) for e in errors)}"
         for name, errors in form.errors.items()
     )
 

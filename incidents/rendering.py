@@ -136,13 +136,17 @@ class RenderedMarkdown:
 
 
 # --- the renderer ----------------------------------------------------------------------------
+class _EveryLinkParser(MarkdownIt):
+    # One allow-list decides which URLs stay: nh3's, after rendering (a `javascript:` link is
+    # then a link without href, as for raw HTML, rather than markdown shown as text).
+    def validateLink(self, url: str) -> bool:  # noqa: N802 - markdown-it's name
+        return True
+
+
 @lru_cache(maxsize=1)
 def _parser() -> MarkdownIt:
     # maxNesting bounds the recursion of nested lists and quotes (deeper is shown as text).
-    parser = MarkdownIt("commonmark", {"html": True, "maxNesting": 20})
-    # One allow-list decides which URLs stay: nh3's, after rendering (a `javascript:` link is
-    # then a link without href, as for raw HTML, rather than markdown shown as text).
-    parser.validateLink = lambda url: True
+    parser = _EveryLinkParser("commonmark", {"html": True, "maxNesting": 20})
     return parser.enable(["table", "strikethrough"]).use(tasklists_plugin)
 
 
@@ -272,7 +276,7 @@ def _child(text: str, read_fd: int, write_fd: int) -> None:
 
 def _read_until(fd: int, deadline: float) -> bytes | None:
     """Everything the child writes, or None when the deadline comes first."""
-    chunks = []
+    chunks: list[bytes] = []
     poller = select.poll()
     poller.register(fd, select.POLLIN | select.POLLHUP)
     while True:

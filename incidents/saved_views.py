@@ -81,7 +81,10 @@ class SavedViewCreateView(PermissionRequiredMixin, View):
     def post(self, request: HttpRequest) -> HttpResponse:
         form = SavedViewForm(request.POST)
         if not form.is_valid():
-            errors = "; ".join(f"{name}: {' '.join(e)}" for name, e in form.errors.items())
+            errors = "; ".join(
+                f"{name}: {' '.join(str(error) for error in field_errors)}"
+                for name, field_errors in form.errors.items()
+            )
             messages.error(request, f"The view was not saved ({errors}).")
             return HttpResponseRedirect(reverse("incidents:list"))
         try:

@@ -255,7 +255,7 @@ class _ReportTemplate:
 
 def _report_templates() -> dict[tuple[str, str], tuple[_ReportTemplate, ...]]:
     """(fault type, outcome) -> its templates, each rendered exactly once."""
-    templates = {}
+    templates: dict[tuple[str, str], tuple[_ReportTemplate, ...]] = {}
     for fault_type, keys in FAULT_REPORT_TEMPLATES.items():
         for outcome in (Status.RESOLVED, Status.FAILED):
             templates[fault_type, outcome] = tuple(

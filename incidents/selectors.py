@@ -32,9 +32,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import cast
 
 from django.core.cache import cache
-from django.db.models import CharField, Count, Prefetch, Q, QuerySet, Value
-from django.db.models.functions import TruncDate
+from django.db.models import CharField, Count, IntegerField, Prefetch, Q, QuerySet, Value
+from django.db.models.functions import Cast, TruncDate
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from incidents.choices import (
     SEVERITY_COLOURS,
@@ -45,12 +46,14 @@ from incidents.choices import (
 )
 from incidents.models import (
     AgentExecution,
+    AgentHealth,
     FaultEvent,
     Incident,
     IncidentActivity,
     Silence,
     TriageReport,
 )
+from incidents.notifications import breaker
 
 PAGE_SIZE = 50
 # Counting is the list's one cost that grows with the matches (a heap visit per row for most
@@ -346,7 +349,7 @@ def _before(sort: Sort, values: Sequence[object]) -> Q:
     and the rows before within the same one)."""
     if sort.partition is None:
         return _beyond(sort.keys, values, reverse=True)
-    partition, rank = sort.partition, values[0]
+    partition, rank = sort.partition, cast(int, values[0])  # a partition's first key is its rank
     descending = sort.keys[0].descending
     earlier = [
         value
@@ -575,6 +578,18 @@ _CHOICE_PARAMETERS = {
 }
 
 
+DEGRADED_SINCE = "agents:degraded_since"
+
+
+def _parse_database_datetime(text: str) -> datetime:
+    """A timestamp cast to text by the database: PostgreSQL's carries its offset (the session is
+    in UTC), SQLite's is naive UTC."""
+    parsed = parse_datetime(text)
+    if parsed is None:
+        raise ValueError(f"agent_health.degraded_since: not a timestamp: {text!r}")
+    return parsed if timezone.is_aware(parsed) else parsed.replace(tzinfo=UTC)
+
+
 def filter_choices() -> FilterChoices:
     """The distinct clusters, namespaces, kinds and fault types, from `fault_events`, each with
     the number of faults that have it.
@@ -589,16 +604,32 @@ def filter_choices() -> FilterChoices:
         return cached
 
     # One round trip: the four GROUP BYs as a UNION ALL, each row tagged with its column.
-    parts = [
+    parts: list[QuerySet] = [
         FaultEvent.objects.order_by()
         .values_list(Value(column, output_field=CharField()), column)
         .annotate(n=Count("*"))
         for column in _CHOICE_PARAMETERS
     ]
+    # The agents-degraded banner's state rides along (a row only while degraded): every page
+    # shows the banner, and a cold list page would otherwise pay a query for it alone. It is
+    # cached for the banner's own BANNER_CACHE_SECONDS, not for the choices' time.
+    parts.append(
+        AgentHealth.objects.filter(pk=1, degraded_since__isnull=False)
+        .order_by()
+        .values_list(
+            Value(DEGRADED_SINCE, output_field=CharField()),
+            Cast("degraded_since", CharField()),
+            Value(0, output_field=IntegerField()),
+        )
+    )
     found: dict[str, dict[str, int]] = {column: {} for column in _CHOICE_PARAMETERS}
+    degraded_since: datetime | None = None
     for column, value, n in parts[0].union(*parts[1:], all=True):
-        if value:
+        if column == DEGRADED_SINCE:
+            degraded_since = _parse_database_datetime(value)
+        elif value:
             found[column][value] = n
+    breaker.remember_degraded_since(degraded_since)
     choices = FilterChoices(
         clusters=sorted(found["cluster"]),
         namespaces=sorted(found["resource_namespace"]),

@@ -365,7 +365,9 @@ def _copy_insert(connection, to_create: list[NewIncident]) -> set[str]:
 def _executemany_insert(connection, to_create: list[NewIncident]) -> set[str]:
     """Any other backend (SQLite): two executemany, values adapted by the model fields."""
     fault_fields = FaultEvent._meta.concrete_fields
-    incident_fields = [Incident._meta.get_field(name) for name in _INCIDENT_COLUMNS]
+    # By name or column name (fault_id), as get_field finds them, but only columns.
+    columns = {key: f for f in Incident._meta.concrete_fields for key in (f.name, f.attname)}
+    incident_fields = [columns[name] for name in _INCIDENT_COLUMNS]
     created_at = timezone.now()
     to_create = sorted(to_create, key=lambda p: p.event.fault_id)
     fault_rows = [

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.db import connections, transaction
-from django.db.models import Model
+from django.db.models import Field, Model
 
 from incidents.models import (
     AgentExecution,
@@ -79,7 +79,7 @@ def load_history(using: str, *, flush: bool = False) -> Iterator[HistoryLoader]:
         if flush:
             flush_history(using=using)
         for model in HISTORY_MODELS:
-            if model.objects.using(using).exists():
+            if model._default_manager.using(using).exists():
                 raise DatabaseNotEmpty(
                     f"table {model._meta.db_table} already has rows; seed_demo only fills an "
                     "empty database (run it with --flush to delete the existing history first)"
@@ -126,7 +126,7 @@ def flush_history(*, using: str = "default") -> None:
                 cursor.execute(f"TRUNCATE {tables} CASCADE")
         else:
             for model in reversed(HISTORY_MODELS):
-                model.objects.using(using).all().delete()
+                model._default_manager.using(using).all().delete()
 
 
 def _copy(cursor, table: str, columns: Sequence[str], rows: Sequence[Row]) -> None:
@@ -137,6 +137,14 @@ def _copy(cursor, table: str, columns: Sequence[str], rows: Sequence[Row]) -> No
             copy.write_row(row)
 
 
+def _column_field(model: type[Model], name: str) -> Field:
+    """The concrete field behind a column we load (not a relation's reverse side)."""
+    found = model._meta.get_field(name)
+    if not isinstance(found, Field):
+        raise TypeError(f"{model._meta.db_table}.{name} is not a column")
+    return found
+
+
 def _insert_many(cursor, model: type[Model], columns: Sequence[str], rows: Sequence[Row]) -> None:
     """INSERT rows with executemany (SQLite and other databases without COPY).
 
@@ -144,7 +152,7 @@ def _insert_many(cursor, model: type[Model], columns: Sequence[str], rows: Seque
     building a model instance per row.
     """
     connection = cursor.db
-    fields = [model._meta.get_field(column) for column in columns]
+    fields = [_column_field(model, column) for column in columns]
     quote = connection.ops.quote_name
     names = ", ".join(quote(field.column) for field in fields)
     placeholders = ", ".join(["%s"] * len(columns))

@@ -13,9 +13,16 @@ import codecs
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from django.conf import settings
+
+
+class BytesSink(Protocol):
+    """Where oversized records are copied: only written to (a binary file, or a text file's
+    buffer behind its text layer)."""
+
+    def write(self, data: bytes, /) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +69,7 @@ class _LineReader:
         complete = data.endswith(b"\n") or len(data) < self.limit + 2
         return _Line(self.number, data, complete)
 
-    def finish(self, line: _Line, sink: IO[bytes] | None) -> int:
+    def finish(self, line: _Line, sink: BytesSink | None) -> int:
         """Read an incomplete line to its end in chunks, copying it (and a newline) to `sink`;
         its size in bytes without the line ending."""
         size, tail = len(line.data), line.data[-2:]
@@ -84,7 +91,7 @@ class _LineReader:
 
 
 def iter_records(
-    stream: IO[bytes], *, oversized_sink: IO[bytes] | None = None
+    stream: IO[bytes], *, oversized_sink: BytesSink | None = None
 ) -> Iterator[RawRecord]:
     """The records of a byte stream: JSON Lines, a JSON array, or JSON values one after another
     (one pretty-printed object, say). Reads as it goes.
@@ -140,7 +147,7 @@ def _next_non_blank(reader: _LineReader) -> _Line | None:
     return None
 
 
-def _iter_lines(reader: _LineReader, sink: IO[bytes] | None) -> Iterator[RawRecord]:
+def _iter_lines(reader: _LineReader, sink: BytesSink | None) -> Iterator[RawRecord]:
     while (line := reader.read()) is not None:
         if not line.complete:
             yield _oversized(reader, line, sink)
@@ -148,7 +155,7 @@ def _iter_lines(reader: _LineReader, sink: IO[bytes] | None) -> Iterator[RawReco
             yield RawRecord(line.number, line.data.rstrip(b"\r\n"))
 
 
-def _oversized(reader: _LineReader, line: _Line, sink: IO[bytes] | None) -> RawRecord:
+def _oversized(reader: _LineReader, line: _Line, sink: BytesSink | None) -> RawRecord:
     size = reader.finish(line, sink)
     reason = f"record is {size} bytes, over the limit of {reader.limit} bytes"
     return RawRecord(line.number, b"", reason, copied=sink is not None)

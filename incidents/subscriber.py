@@ -109,7 +109,7 @@ class SubscriberConfig:
     headers: dict[str, str] = field(default_factory=dict)
     # --cluster: the cluster every record is stored under, whatever the server calls it.
     cluster: str | None = None
-    batch_size: int = 1000
+    batch_size: int | None = None  # None: TRIAGE_INGEST_BATCH_SIZE
     rejects_path: Path | None = None
     status_interval: float = 60.0
     # How often the session is pinged; a failed ping means the connection is gone.

@@ -292,7 +292,7 @@ class IncidentExportView(PermissionRequiredMixin, View):
 
     permission_required = VIEW_INCIDENTS
 
-    def get(self, request: HttpRequest) -> HttpResponse:
+    def get(self, request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
         filterset = IncidentFilterSet.with_default(
             request.GET, queryset=selectors.incident_list_queryset()
         )

@@ -6,6 +6,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -125,7 +126,9 @@ def test_ingested_and_triaged_faults_reach_the_right_channels_with_signatures_th
     incident = Incident.objects.get(pk=body["incident"]["incident_id"])
     assert body["incident"]["url"] == f"{BASE}/incidents/{incident.pk}/"
     assert body["report"]["url"].startswith(f"{BASE}/reports/")
-    assert body["report"]["root_cause"] and "%" in body["report"]["confidence"]  # e.g. "High (54%)"
+    # The stub agent writes the k8s4agents form, "— Confidence: High (54%)".
+    assert body["report"]["root_cause"]
+    assert re.fullmatch(r"(High|Medium|Low) \(\d+%\)", body["report"]["confidence"])
     keys = [request.headers["idempotency-key"] for request in receiver.requests]
     assert len(set(keys)) == len(keys) == 8
     assert set(Notification.objects.values_list("status", flat=True)) == {"delivered"}

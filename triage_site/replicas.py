@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import DatabaseError, connections
+from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
 
 logger = logging.getLogger(__name__)
@@ -119,12 +120,12 @@ def healthy_replica() -> str | None:
 class ReplicaRouter:
     """Sends the incidents app's reads to a healthy replica while a request allows it."""
 
-    def db_for_read(self, model: type, **hints: object) -> str | None:
+    def db_for_read(self, model: type[Model], **hints: object) -> str | None:
         if not _replica_reads.get() or model._meta.app_label not in REPLICA_APPS:
             return None
         return healthy_replica()
 
-    def db_for_write(self, model: type, **hints: object) -> str:
+    def db_for_write(self, model: type[Model], **hints: object) -> str:
         return "default"
 
     def allow_relation(self, obj1: object, obj2: object, **hints: object) -> bool:

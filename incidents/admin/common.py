@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import admin, messages
 from django.contrib.admin.exceptions import DisallowedModelAdminLookup
@@ -85,7 +85,8 @@ def offered_lookups(model_admin: admin.ModelAdmin, request: HttpRequest) -> set[
     offered: set[str] = set()
     for item in model_admin.get_list_filter(request):
         if isinstance(item, type) and issubclass(item, admin.SimpleListFilter):
-            offered.add(item.parameter_name)
+            if item.parameter_name:  # Django refuses a filter without one
+                offered.add(item.parameter_name)
             continue
         path = item[0] if isinstance(item, list | tuple) else item
         offered.update(f"{path}{suffix}" for suffix in FILTER_SUFFIXES)
@@ -179,7 +180,7 @@ class ResourceSearchMixin(IdSearchMixin):
     un-indexed `LIKE '%…%'` in the OR would make PostgreSQL read every row.
     """
 
-    search_fields = ("resource_name",)
+    search_fields: ClassVar[list[str] | tuple[str, ...]] = ("resource_name",)
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet, search_term: str

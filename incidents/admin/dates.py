@@ -30,12 +30,13 @@ def period_starts(
 ) -> list[datetime]:
     """Every `kind` period from the one holding `first` to the one holding `last` (the first
     `limit` of them when given)."""
-    start: datetime | None = first.replace(hour=0, minute=0, second=0, microsecond=0)
+    first_start = first.replace(hour=0, minute=0, second=0, microsecond=0)
     if kind in ("month", "year"):
-        start = start.replace(day=1)
+        first_start = first_start.replace(day=1)
     if kind == "year":
-        start = start.replace(month=1)
-    starts = []
+        first_start = first_start.replace(month=1)
+    start: datetime | None = first_start
+    starts: list[datetime] = []
     while start is not None and start <= last and (limit is None or len(starts) < limit):
         starts.append(start)
         start = next_period(start, kind)
@@ -64,6 +65,8 @@ def hierarchy_bounds(params: dict[str, list[str]], field_name: str) -> dict[str,
     and a period that is no date is IncorrectLookupParameters (a filter error, not a 500).
     """
     year, month, day = (params.get(f"{field_name}__{kind}", [None])[-1] for kind in PROBED_KINDS)
+    if year is None:
+        raise IncorrectLookupParameters(f"{field_name}__year is missing")
     try:
         start = datetime(int(year), int(month or 1), int(day or 1))  # noqa: DTZ001 - made aware below
     except (TypeError, ValueError, OverflowError) as error:
@@ -140,7 +143,8 @@ class IndexedDatesChangeList(ChangeList):
             specs, has_filters, lookups, duplicates, active = super().get_filters(request)
         finally:
             self.filter_params = full
-        lookups.update(bounds)
+        # django-stubs type these lookups dict[str, bool | str]; Django 5 keeps lists in them.
+        lookups.update(bounds)  # type: ignore[arg-type]
         return specs, has_filters, lookups, duplicates, active
 
     def get_queryset(self, request: HttpRequest, exclude_parameters=None) -> QuerySet:

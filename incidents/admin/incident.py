@@ -49,7 +49,7 @@ def snapshot(incident: Incident) -> dict[str, Any]:
     """Lifecycle and on-call fields, as history messages show them."""
     values = lifecycle_snapshot(incident)
     values["oncall_state"] = incident.get_oncall_state_display()
-    values["assignee"] = incident.assignee.get_username() if incident.assignee_id else None
+    values["assignee"] = incident.assignee.get_username() if incident.assignee else None
     values["resolution"] = incident.get_resolution_display() if incident.resolution else None
     return values
 
@@ -114,6 +114,7 @@ class IncidentStatusForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.current: Incident | None = None
         self.requested_status: str | None = None
+        self.history_message = ""  # what save_model changed, for the history entry
         if self.instance.pk:
             self.fields["loaded_status"].initial = self.instance.status
         if self.instance.pk and "status" in self.fields:
@@ -124,13 +125,16 @@ class IncidentStatusForm(forms.ModelForm):
             )
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
-        self.current = locked_incident(self.instance.pk)
+        super().clean()
+        cleaned = self.cleaned_data
+        self.current = locked = locked_incident(self.instance.pk)
+        if locked is None:
+            raise forms.ValidationError("This incident no longer exists.")
         submitted = cleaned.get("status")
         loaded = cleaned.get("loaded_status")
-        if self.current is None or submitted is None or loaded is None:
+        if submitted is None or loaded is None:
             return cleaned
-        current = self.current.status
+        current = locked.status
         if submitted != loaded and loaded != current:
             self.add_error(
                 "status",
@@ -138,16 +142,16 @@ class IncidentStatusForm(forms.ModelForm):
                 "while you were editing; reload the page and try again.",
             )
         elif submitted != loaded:
-            self._check_move(submitted)
+            self._check_move(locked, submitted)
         self._check_outcome_edit(self.requested_status or current)
         return cleaned
 
-    def _check_move(self, target: str) -> None:
+    def _check_move(self, locked: Incident, target: str) -> None:
         """Ask the store whether the locked row may move to `target`; its refusal, if any, is
         the form's error."""
-        current = self.current.status
+        current = locked.status
         try:
-            DjangoStateStore().check_transition(self.current, target)
+            DjangoStateStore().check_transition(locked, target)
         except InvalidTransition as error:
             if error.reason == Refusal.ONE_OPEN_PER_FAULT:
                 self.add_error("status", f"Cannot move to {status_label(target)}: {error.why}.")
@@ -156,7 +160,7 @@ class IncidentStatusForm(forms.ModelForm):
                     "status",
                     f"An incident cannot move from {status_label(current)} to "
                     f"{status_label(target)}; from {status_label(current)} the lifecycle "
-                    f"allows: {allowed_moves_text(self.current)}.",
+                    f"allows: {allowed_moves_text(locked)}.",
                 )
             return
         self.requested_status = target
@@ -344,6 +348,8 @@ class IncidentAdmin(ResourceSearchMixin, StoreBackedAdmin):
         store sees the status the form validated against.
         """
         current = form.current
+        if current is None:  # clean() refuses the form then
+            raise RuntimeError(f"incident {obj.pk}: saved without the row clean() locked")
         data = form.cleaned_data
         target = form.requested_status
         store = DjangoStateStore()

@@ -83,7 +83,8 @@ class ChannelForm(forms.ModelForm):
         return [event for event in EventKind.values if event in self.cleaned_data["events"]]
 
     def clean(self) -> dict:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("kind") == ChannelKind.WEBHOOK and not data.get("secret"):
             self.add_error("secret", "A webhook needs a secret to sign with.")
         return data

@@ -22,7 +22,7 @@ class UsernameField(serializers.CharField):
     def __init__(self, **kwargs) -> None:
         super().__init__(read_only=True, allow_null=True, **kwargs)
 
-    def to_representation(self, user) -> str | None:
+    def to_representation(self, user) -> str | None:  # type: ignore[override]  # null allowed
         return user.get_username() if user is not None else None
 
     def get_attribute(self, instance):

@@ -39,7 +39,7 @@ class IncidentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Incident
-        fields = (*LIST_FIELDS, "url", "html_url")
+        fields: tuple[str, ...] = (*LIST_FIELDS, "url", "html_url")
 
     def get_url(self, incident: Incident) -> str:
         return _absolute(self.context["request"], "api:incident", incident.incident_id)
@@ -89,7 +89,7 @@ class ReportLinkSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TriageReport
-        fields = (
+        fields: tuple[str, ...] = (
             "report_id",
             "execution_id",
             "generated_at",
@@ -198,6 +198,8 @@ class ErrorSerializer(serializers.Serializer):
     """An error: a sentence, and for invalid parameters the messages of each."""
 
     detail = serializers.CharField()
-    errors = serializers.DictField(
+    # The stubs see Serializer.errors here, but DRF's metaclass pops declared fields out of
+    # the class, so the property is untouched.
+    errors = serializers.DictField(  # type: ignore[assignment]
         child=serializers.ListField(child=serializers.CharField()), required=False
     )

@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from incidents.api.models import ApiToken
@@ -35,9 +35,7 @@ class IssuedToken:
     secret: str  # shown once, never stored
 
 
-def issue_token(
-    user: AbstractBaseUser, *, name: str = "", expires_in_days: int | None = None
-) -> IssuedToken:
+def issue_token(user: User, *, name: str = "", expires_in_days: int | None = None) -> IssuedToken:
     """A new token for `user`, saved; the secret is returned and nowhere else kept."""
     secret = SECRET_PREFIX + secrets.token_urlsafe(SECRET_BYTES)
     now = timezone.now()

@@ -85,11 +85,13 @@ def run_ended(using: str, incident: Incident, *, now: datetime | None = None) ->
         health.failing_since = health.degraded_since = None
         health.last_failure_reason = ""
     else:
+        # A completion sets completed_at; `now` only stands in for a row that lost it.
+        ended = incident.completed_at or now
         written += enqueue(
             EventKind.AGENT_FAILED,
             incident,
             using=using,
-            dedup_key=f"{EventKind.AGENT_FAILED}:{incident.pk}:{incident.completed_at.isoformat()}",
+            dedup_key=f"{EventKind.AGENT_FAILED}:{incident.pk}:{ended.isoformat()}",
             status=incident.status,
             exit_code=incident.exit_code,
             failure_reason=(incident.failure_reason or "")[:2000],
@@ -127,6 +129,13 @@ def degraded_since(using: str | None = None) -> datetime | None:
             .values_list("degraded_since", flat=True)
             .first()
         )
-        cached = {"since": since}
-        cache.set(BANNER_CACHE_KEY, cached, BANNER_CACHE_SECONDS)
+        cached = remember_degraded_since(since)
     return cached["since"]
+
+
+def remember_degraded_since(since: datetime | None) -> dict[str, datetime | None]:
+    """Cache the banner's state read by another query (the dashboard's filter choices read it
+    in their round trip), so the next degraded_since() needs no query of its own."""
+    cached = {"since": since}
+    cache.set(BANNER_CACHE_KEY, cached, BANNER_CACHE_SECONDS)
+    return cached

@@ -122,7 +122,8 @@ def routes(
         return True
     if channel.clusters and cluster not in channel.clusters:
         return False
-    rank = SEVERITY_RANK.get(severity, len(SEVERITY_RANK))
+    unranked = len(SEVERITY_RANK)
+    rank = unranked if severity is None else SEVERITY_RANK.get(severity, unranked)
     return rank <= SEVERITY_RANK[channel.min_severity]
 
 

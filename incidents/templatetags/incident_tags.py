@@ -41,8 +41,15 @@ def status_badge(value: str) -> dict:
 @register.inclusion_tag("incidents/partials/_badge.html")
 def oncall_badge(value: str) -> dict:
     """The on-call state (is someone on it, is it over): Open, Acknowledged, Closed."""
-    label = OnCallState(value).label if value in OnCallState.values else value
-    return {"kind": "oncall", "value": value, "label": label, "colour": ONCALL_COLOURS.get(value)}
+    if value not in OnCallState.values:
+        return {"kind": "oncall", "value": value, "label": value, "colour": None}
+    state = OnCallState(value)
+    return {
+        "kind": "oncall",
+        "value": value,
+        "label": state.label,
+        "colour": ONCALL_COLOURS.get(state),
+    }
 
 
 @register.inclusion_tag("incidents/partials/_badge.html")

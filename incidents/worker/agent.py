@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from django.utils import timezone
 
@@ -113,12 +113,15 @@ class _LogPump(threading.Thread):
         # The pipe is read to its end whatever happens to the log file (disk full, a quota, the
         # agent deleting logs/): a reader that stopped would leave the agent blocked on a full
         # pipe until its timeout. What cannot be written counts as dropped.
-        fd = self.pipe.fileno()
+        pipe = self.pipe
+        if pipe is None:
+            raise RuntimeError(f"log pump for {self.path.name} started without a pipe")
+        fd = pipe.fileno()
         log = self.log
         try:
             while chunk := os.read(fd, CHUNK):
                 room = max(self.limit - self.written, 0) if log is not None else 0
-                if room:
+                if room and log is not None:
                     try:
                         log.write(chunk[:room])
                     except OSError as error:
@@ -141,7 +144,7 @@ class _LogPump(threading.Thread):
         finally:
             if log is not None:
                 self._close(log, None)
-            self.pipe.close()
+            pipe.close()
 
     def _open(self) -> BinaryIO | None:
         try:
@@ -192,7 +195,7 @@ _running_lock = threading.Lock()
 
 def _start(argv: Sequence[str], cwd: Path, env: Mapping[str, str], identity: AgentIdentity | None):
     """Popen the agent as `identity`, registered in `_running` before any clean-up can look."""
-    as_user = {}
+    as_user: dict[str, Any] = {}  # Popen's user, group and extra_groups, each typed apart
     if identity is not None and not identity.is_worker:
         as_user = {"user": identity.uid, "group": identity.gid, "extra_groups": identity.groups}
     with _running_lock:

@@ -361,7 +361,8 @@ def _record_in_workspace(
     document = completed_document(
         incident_document(incident, execution_id=execution.execution_id),
         status=verdict.status,
-        completed_at=execution.completed_at,
+        # The store has just closed the execution; `now` only for a row that lost its time.
+        completed_at=execution.completed_at or timezone.now(),
         exit_code=verdict.exit_code,
         failure_reason=verdict.failure_reason,
         log_paths={"stdout": str(workspace.stdout_log), "stderr": str(workspace.stderr_log)},

@@ -202,7 +202,7 @@ def _write_new(folder_fd: int, name: str, data: bytes, owner: AgentIdentity | No
         handle.write(data)
 
 
-def open_folder(path: Path, *, parent_fd: int | None = None) -> int:
+def open_folder(path: str | Path, *, parent_fd: int | None = None) -> int:
     """A descriptor for the folder `path` (a name within `parent_fd`), refusing symlinks."""
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
     return os.open(path, flags, dir_fd=parent_fd)
