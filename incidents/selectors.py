@@ -331,6 +331,11 @@ class CappedCount:
         # Said the same way wherever a count is shown (the heading, the pager).
         return f"more than {self.value:,}" if self.capped else f"{self.value:,}"
 
+    @property
+    def short(self) -> str:
+        """Where room is short (a tab title): "99+"."""
+        return f"{self.value:,}+" if self.capped else f"{self.value:,}"
+
 
 def capped_count(queryset: QuerySet[Incident], cap: int | None = None) -> CappedCount:
     """How many rows match, counted up to `cap` (default COUNT_CAP) with a LIMIT inside the
