@@ -213,7 +213,7 @@ def test_seed_on_postgresql_rebuilds_exactly_the_indexes_it_dropped():
             }
 
     before = indexes()
-    assert {"incidents_name_trgm_idx", "incidents_one_open_per_fault"} <= {i[0] for i in before}
+    assert {"incidents_search_trgm_idx", "incidents_one_open_per_fault"} <= {i[0] for i in before}
     result = seed_history(SeedOptions(incidents=400, seed=2, now=NOW))
     assert indexes() == before
     assert result.rows["incidents"] == 400

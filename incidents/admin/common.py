@@ -171,8 +171,9 @@ class IdSearchMixin(LookupGuardMixin):
 class ResourceSearchMixin(IdSearchMixin):
     """Id search, then a resource search each term of which must match (terms are ANDed):
 
-    - the resource name contains the term, any case (Django's icontains, which a trigram index
-      serves on PostgreSQL: incidents_name_trgm_idx);
+    - the resource name contains the term, any case (Django's icontains; migration 0010
+      replaced the name-only trigram index with the list's search index, which this lookup
+      does not use, so on PostgreSQL it reads the table);
     - or the namespace is the term (Kubernetes namespaces are lower-case DNS labels; an index);
     - or, for a UUID (as Kubernetes uids are), the resource uid is the term.
 
